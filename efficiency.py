@@ -1,0 +1,15 @@
+"""Parameters, MACs/FLOPs, latency and peak memory of a model. See README.md ("Efficiency")."""
+
+import hydra
+from omegaconf import DictConfig
+
+from srdistill.cli.efficiency import main_from_cfg
+
+
+@hydra.main(config_path="conf", config_name="efficiency", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    main_from_cfg(cfg)
+
+
+if __name__ == "__main__":
+    main()

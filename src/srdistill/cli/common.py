@@ -1,0 +1,46 @@
+"""What every command-line entry point shares: building a model and failing with one line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+
+from srdistill.models.checkpoint import CheckpointError, load_weights
+
+USER_ERRORS = (CheckpointError, FileNotFoundError, ValueError)
+
+
+def model_choice(group: str = "model") -> str:
+    """The name picked for a config group (``model=span_ch26`` -> ``span_ch26``)."""
+    try:
+        return str(HydraConfig.get().runtime.choices.get(group, group))
+    except ValueError:  # not running under Hydra (tests calling run() directly)
+        return group
+
+
+def build_model(model_cfg: DictConfig, ckpt: str | None, name: str) -> nn.Module:
+    """Instantiate an architecture and, when given, load its weights strictly."""
+    model = instantiate(model_cfg)
+    if ckpt:
+        load_weights(model, ckpt, model_name=name)
+    return model
+
+
+def exit_on_user_error(func: Callable) -> Callable:
+    """Turn a bad option or file into one line on stderr and exit code 2, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

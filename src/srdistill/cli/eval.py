@@ -1,0 +1,47 @@
+"""``eval.py``: PSNR/SSIM of one model on benchmark sets, printed and written as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from srdistill.cli.common import build_model, exit_on_user_error, model_choice
+from srdistill.data.samples import VAL_SET, materialize_samples
+from srdistill.eval.benchmark import evaluate_benchmarks, format_table, resolve_sets
+
+
+def benchmark_root_and_sets(data_cfg: DictConfig) -> tuple[Path, list[str]]:
+    """The configured benchmarks, or the embedded sample photos when no root is given."""
+    if data_cfg.root is None:
+        return materialize_samples(), list(data_cfg.sets or [VAL_SET])
+    sets = list(data_cfg.sets) if data_cfg.sets is not None else None
+    return Path(data_cfg.root), resolve_sets(data_cfg.root, sets)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Evaluate ``cfg.model`` (weights ``cfg.ckpt``) and return ``{set: metrics}``."""
+    root, sets = benchmark_root_and_sets(cfg.data)  # cheap checks before loading anything
+    name = model_choice()
+    model = build_model(cfg.model, cfg.ckpt, name)
+    results = evaluate_benchmarks(
+        model,
+        root,
+        sets,
+        cfg.scale,
+        cfg.device,
+        tile=cfg.tile,
+        tile_overlap=cfg.tile_overlap,
+        gray_as_luma=cfg.gray_as_luma,
+    )
+    print(format_table(results, f"{name} x{cfg.scale}" + (f" ({cfg.ckpt})" if cfg.ckpt else "")))
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+@exit_on_user_error
+def main_from_cfg(cfg: DictConfig) -> dict:
+    return run(cfg)

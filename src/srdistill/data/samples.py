@@ -1,0 +1,59 @@
+"""The embedded sample set: real photos shipped inside scikit-image's wheel, no download.
+
+They are written once as PNG files in the benchmark layout (``<dest>/SampleTrain/HR``,
+``<dest>/SampleVal/HR``), so the same training and benchmark datasets read them as any other
+folder. The split keeps two everyday photos (a cat, a coffee cup) for validation and trains on
+the other five.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
+VAL_PHOTOS = ("chelsea", "coffee")
+TRAIN_SET, VAL_SET = "SampleTrain", "SampleVal"
+
+
+def default_sample_root() -> Path:
+    """``$SRDISTILL_CACHE/samples``, default ``~/.cache/srdistill/samples``."""
+    cache = os.environ.get("SRDISTILL_CACHE", Path.home() / ".cache" / "srdistill")
+    return Path(cache) / "samples"
+
+
+def _load_photo(name: str) -> np.ndarray:
+    from skimage import data as skdata  # heavy import, only needed the first time
+
+    image = getattr(skdata, name)()
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"scikit-image sample {name!r} is not an 8-bit RGB photo")
+    return image
+
+
+def materialize_samples(root: str | Path | None = None) -> Path:
+    """Write the sample photos under ``root`` (if not there yet) and return ``root``."""
+    root = Path(root) if root is not None else default_sample_root()
+    for set_name, names in ((TRAIN_SET, TRAIN_PHOTOS), (VAL_SET, VAL_PHOTOS)):
+        folder = root / set_name / "HR"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            target = folder / f"{name}.png"
+            if not target.exists():
+                tmp = target.with_suffix(".tmp.png")
+                Image.fromarray(_load_photo(name)).save(tmp)
+                tmp.replace(target)  # atomic, so concurrent workers never read half a file
+    return root
+
+
+def sample_paired_dataset(
+    scale: int, lr_patch_size: int = 48, root: str | Path | None = None, **kwargs
+):
+    """Training patches from the embedded sample photos (written to ``root`` first if needed)."""
+    from srdistill.data.paired import PairedImageDataset
+
+    hr_root = materialize_samples(root) / TRAIN_SET / "HR"
+    return PairedImageDataset(hr_root, scale, lr_patch_size, **kwargs)

@@ -1,0 +1,143 @@
+"""Efficiency of a model: parameters, multiply-accumulates, latency and peak memory.
+
+Counting conventions (both at an LR input of 3x256x256 unless told otherwise):
+
+- ``macs``: multiply-accumulate operations, convolutions, linear layers and attention matrix
+  products included. This is what MCAD-KD's Tab. 2 and the NTIRE efficient-SR reports call
+  "FLOPs" (fvcore counts one per multiply-accumulate).
+- ``flops``: floating-point operations as ``torch.utils.flop_counter`` counts them, 2 per MAC.
+
+Counting runs on the meta device, so even a 43 M-parameter teacher at 256x256 costs no compute.
+Peak memory is CUDA's allocator peak on GPU; on CPU it is the growth of the resident set during one
+forward, read in a forked single-threaded child process so earlier allocations do not hide it
+(Linux only).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class EfficiencyReport:
+    params: int
+    macs_g: float
+    flops_g: float
+    input_hw: tuple[int, int]
+    latency_ms: float | None = None
+    latency_hw: tuple[int, int] | None = None
+    peak_memory_mb: float | None = None
+    device: str = "cpu"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learnable parameters (buffers such as SwinIR's index tables and masks excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_hw: tuple[int, int] = (256, 256), in_chans: int = 3) -> int:
+    """``torch.utils.flop_counter`` FLOPs of one forward at (1, in_chans, *input_hw), on meta."""
+    meta_model = copy.deepcopy(model).to("meta").eval()
+    x = torch.empty(1, in_chans, *input_hw, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta_model(x)
+    return counter.get_total_flops()
+
+
+@torch.inference_mode()
+def measure_latency(
+    model: nn.Module,
+    input_hw: tuple[int, int],
+    device: str = "cpu",
+    warmup: int = 2,
+    repeats: int = 10,
+) -> float:
+    """Median wall time (ms) of one forward at (1, 3, *input_hw) on ``device``."""
+    model = model.to(device).eval()
+    x = torch.rand(1, 3, *input_hw, generator=torch.Generator().manual_seed(0)).to(device)
+    times = []
+    for i in range(warmup + repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@torch.inference_mode()
+def measure_peak_memory(
+    model: nn.Module, input_hw: tuple[int, int], device: str = "cpu"
+) -> float | None:
+    """Peak memory (MB) one forward adds; None where it cannot be measured (CPU off Linux)."""
+    model = model.to(device).eval()
+    if device.startswith("cuda"):
+        x = torch.rand(1, 3, *input_hw, device=device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        model(x)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    if not os.path.exists("/proc/self/statm") or not hasattr(os, "fork"):
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: a fresh high-water mark, so the reading is this forward alone
+        try:
+            torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork
+            model(torch.rand(1, 3, 16, 16))  # load kernels and libraries before the baseline
+            x = torch.rand(1, 3, *input_hw)
+            baseline = _rss_mb()
+            model(x)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            os.write(write_end, f"{peak - baseline:.3f}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    reading = os.read(read_end, 64).decode()
+    os.close(read_end)
+    return float(reading) if reading else None
+
+
+def efficiency_report(
+    model: nn.Module,
+    input_hw: tuple[int, int] = (256, 256),
+    latency_hw: tuple[int, int] | None = None,
+    device: str = "cpu",
+    repeats: int = 10,
+) -> EfficiencyReport:
+    """Parameters and MACs at ``input_hw``; latency and peak memory at ``latency_hw`` if given."""
+    flops = count_flops(model, input_hw)
+    report = EfficiencyReport(
+        params=count_parameters(model),
+        macs_g=flops / 2e9,
+        flops_g=flops / 1e9,
+        input_hw=tuple(input_hw),
+        device=device,
+    )
+    if latency_hw is not None:
+        report.latency_hw = tuple(latency_hw)
+        report.latency_ms = measure_latency(model, latency_hw, device, repeats=repeats)
+        report.peak_memory_mb = measure_peak_memory(model, latency_hw, device)
+    return report

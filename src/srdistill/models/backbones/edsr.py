@@ -1,0 +1,82 @@
+"""EDSR (Lim et al. 2017, https://arxiv.org/abs/1707.02921) in BasicSR's layout.
+
+Residual blocks without batch norm, a global skip over the body, and a sub-pixel tail. Key names
+follow BasicSR (``conv_first``, ``body.{i}.conv1``, ``conv_after_body``, ``upsample.*``,
+``conv_last``), the format MCAD-KD's code and BasicSR's converted official weights use; the
+official EDSR-PyTorch names are converted on load by ``srdistill.models.checkpoint``.
+Inputs are RGB on [0, 1]; internally ``(x - mean) * 255`` as in the released models.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from srdistill.models.heads.upsample import DIV2K_RGB_MEAN, MeanShift, PixelShuffleUpsample
+from srdistill.models.taps import Recorder, TappableBackbone
+
+
+class ResidualBlockNoBN(nn.Module):
+    """conv-act-conv with a scaled residual: ``x + res_scale * body(x)``."""
+
+    def __init__(self, num_feat: int, res_scale: float = 1.0, act_layer: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.act = act_layer()
+        self.conv2 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x))) * self.res_scale
+
+
+class EDSR(TappableBackbone):
+    """EDSR; taps ``body.{i}`` (each residual block) and ``body`` (trunk + global skip)."""
+
+    def __init__(
+        self,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_block: int = 16,
+        res_scale: float = 1.0,
+        img_range: float = 255.0,
+        rgb_mean: tuple[float, float, float] = DIV2K_RGB_MEAN,
+        in_chans: int = 3,
+        act_layer: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        self.shift = MeanShift(img_range, tuple(rgb_mean))
+        self.conv_first = nn.Conv2d(in_chans, num_feat, 3, padding=1)
+        self.body = nn.Sequential(
+            *[ResidualBlockNoBN(num_feat, res_scale, act_layer) for _ in range(num_block)]
+        )
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.upsample = PixelShuffleUpsample(scale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
+        self.tap_names = tuple(f"body.{i}" for i in range(num_block)) + ("body",)
+
+    def _forward(self, x: torch.Tensor, record: Recorder) -> torch.Tensor:
+        shallow = self.conv_first(self.shift.normalize(x))
+        feat = shallow
+        for i, block in enumerate(self.body):
+            feat = block(feat)
+            record(f"body.{i}", feat)
+        feat = self.conv_after_body(feat) + shallow
+        record("body", feat)
+        return self.shift.denormalize(self.conv_last(self.upsample(feat)))
+
+
+def edsr_teacher(scale: int = 4, **kwargs) -> EDSR:
+    """EDSR (full): 256 channels, 32 blocks, residual scaling 0.1; 43.09 M parameters at x4."""
+    return EDSR(scale=scale, **{"num_feat": 256, "num_block": 32, "res_scale": 0.1, **kwargs})
+
+
+def edsr_student(scale: int = 4, **kwargs) -> EDSR:
+    """MCAD-KD's EDSR student: 64 channels, 32 blocks; 2.70 M parameters at x4."""
+    return EDSR(scale=scale, **{"num_feat": 64, "num_block": 32, "res_scale": 1.0, **kwargs})
+
+
+def edsr_baseline(scale: int = 4, **kwargs) -> EDSR:
+    """EDSR-baseline: 64 channels, 16 blocks; 1.52 M parameters at x4."""
+    return EDSR(scale=scale, **{"num_feat": 64, "num_block": 16, "res_scale": 1.0, **kwargs})

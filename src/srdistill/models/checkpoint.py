@@ -1,0 +1,178 @@
+"""Loading released and trained weights safely and strictly.
+
+- Files are read with ``torch.load(weights_only=True)`` (or safetensors): a checkpoint can hold
+  tensors only and never runs code.
+- Wrappers are unwrapped: ``params_ema`` (preferred, as BasicSR's test scripts do), ``params``,
+  ``state_dict``; a DDP ``module.`` prefix is stripped.
+- Official EDSR-PyTorch / RCAN key names are converted to BasicSR's (the mean-shift convs are
+  checked to be the standard DIV2K mean and dropped).
+- Loading is strict: anything missing, unexpected or of the wrong shape is one clear error line.
+  Tensors a model derives itself are reconciled first: SwinIR's ``attn_mask`` and
+  ``relative_position_index`` buffers (they depend on the ``img_size`` a file was built with) and
+  SPAN's ``eval_conv`` copies in training-form checkpoints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from srdistill.models.heads.upsample import DIV2K_RGB_MEAN
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+DERIVED_BUFFERS = ("attn_mask", "relative_position_index")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model; the message is one line."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a weights file into a flat ``{name: tensor}`` dict without executing any code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the ckpt option")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any reader failure becomes one line for the user
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from err
+    return unwrap_state_dict(raw, path)
+
+
+def unwrap_state_dict(raw: object, path: str | Path = "<memory>") -> dict[str, torch.Tensor]:
+    """Take the tensor dict out of the usual wrappers and strip a DDP ``module.`` prefix."""
+    while isinstance(raw, Mapping) and not _is_tensor_dict(raw):
+        key = next((k for k in WRAPPER_KEYS if k in raw), None)
+        if key is None:
+            raise CheckpointError(
+                f"checkpoint {path} holds no state dict (top-level keys: {list(raw)[:6]})"
+            )
+        raw = raw[key]
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"checkpoint {path} holds a {type(raw).__name__}, not a state dict")
+    state = dict(raw)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _is_tensor_dict(raw: Mapping) -> bool:
+    return bool(raw) and all(isinstance(v, torch.Tensor) for v in raw.values())
+
+
+def _check_mean_convs(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    mean = torch.tensor(DIV2K_RGB_MEAN)
+    for name, sign in (("sub_mean", -1.0), ("add_mean", 1.0)):
+        if f"{name}.weight" not in state:
+            continue
+        weight, bias = state.pop(f"{name}.weight"), state.pop(f"{name}.bias")
+        ok = torch.allclose(weight.flatten(1).float(), torch.eye(3), atol=1e-4) and torch.allclose(
+            bias.float(), sign * 255.0 * mean, atol=1e-2
+        )
+        if not ok:
+            raise CheckpointError(
+                f"checkpoint {path}: {name} is not the standard DIV2K mean shift; not supported"
+            )
+
+
+_OFFICIAL_RENAMES = (
+    (r"^head\.0\.", "conv_first."),
+    (r"^tail\.0\.(\d+)\.", r"upsample.\1."),
+    (r"^tail\.1\.", "conv_last."),
+    # RCAN: group g, block b
+    (
+        r"^body\.(\d+)\.body\.(\d+)\.body\.3\.conv_du\.0\.",
+        r"body.\1.residual_group.\2.rcab.3.attention.1.",
+    ),
+    (
+        r"^body\.(\d+)\.body\.(\d+)\.body\.3\.conv_du\.2\.",
+        r"body.\1.residual_group.\2.rcab.3.attention.3.",
+    ),
+    (r"^body\.(\d+)\.body\.(\d+)\.body\.(\d)\.", r"body.\1.residual_group.\2.rcab.\3."),
+)
+
+
+def convert_official_keys(state: dict[str, torch.Tensor], path: str | Path = "<memory>") -> dict:
+    """EDSR-PyTorch / RCAN official names -> BasicSR names; other dicts are returned unchanged."""
+    if "head.0.weight" not in state:
+        return state
+    state = dict(state)
+    _check_mean_convs(state, path)
+    is_rcan = any("conv_du" in k for k in state)
+    body_ids = {int(m.group(1)) for k in state if (m := re.match(r"^body\.(\d+)\.", k))}
+    trunk = max(body_ids)
+    out = {}
+    for key, value in state.items():
+        new = re.sub(rf"^body\.{trunk}\.", "conv_after_body.", key)
+        for pattern, repl in _OFFICIAL_RENAMES:
+            new = re.sub(pattern, repl, new)
+        if is_rcan:
+            new = _rename_rcan_group_conv(new)
+        else:
+            new = re.sub(r"^body\.(\d+)\.body\.0\.", r"body.\1.conv1.", new)
+            new = re.sub(r"^body\.(\d+)\.body\.2\.", r"body.\1.conv2.", new)
+        out[new] = value
+    return out
+
+
+def _rename_rcan_group_conv(key: str) -> str:
+    match = re.match(r"^body\.(\d+)\.body\.(\d+)\.(weight|bias)$", key)
+    return f"body.{match.group(1)}.conv.{match.group(3)}" if match else key
+
+
+def _reconcile_derived(state: dict, model_state: Mapping[str, torch.Tensor]) -> dict:
+    """Use the model's own copies of tensors it derives rather than the file's."""
+    state = dict(state)
+    for key, own in model_state.items():
+        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS and (
+            key not in state or state[key].shape != own.shape
+        ):
+            state[key] = own
+    for key in [k for k in state if ".eval_conv." in k and k not in model_state]:
+        if key.replace(".eval_conv.", ".sk.") in model_state:  # training-form SPAN file
+            del state[key]
+    for key in [
+        k for k in state if k.rsplit(".", 1)[-1] in DERIVED_BUFFERS and k not in model_state
+    ]:
+        del state[key]  # e.g. a mask built for another img_size where this model builds none
+    return state
+
+
+def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """A short description of what does not fit, or None when the state dict fits exactly."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)}!={tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    return "; ".join(parts) or None
+
+
+def load_weights(model: nn.Module, path: str | Path, model_name: str | None = None) -> nn.Module:
+    """Load ``path`` into ``model`` strictly; a misfit raises a one-line ``CheckpointError``."""
+    name = model_name or type(model).__name__
+    state = convert_official_keys(read_state_dict(path), path)
+    state = _reconcile_derived(state, model.state_dict())
+    problem = mismatch_report(model, state)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} does not fit model {name}: {problem}")
+    model.load_state_dict(state, strict=True)
+    return model
