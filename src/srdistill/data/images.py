@@ -20,7 +20,11 @@ def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
     try:
         with Image.open(path) as img:
             gray = img.mode in ("L", "LA", "I", "I;16", "1")
-            rgb = np.asarray(img.convert("RGB"))
+            if img.mode in ("I", "I;16"):  # 16-bit: scale to 8 bits as MATLAB's im2uint8 does
+                plane = np.round(np.asarray(img, dtype=np.float64) / 257).clip(0, 255)
+                rgb = np.repeat(plane.astype(np.uint8)[..., None], 3, axis=2)
+            else:
+                rgb = np.asarray(img.convert("RGB"))
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
     return rgb, gray
@@ -48,7 +52,7 @@ def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; set the data root option")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(f"no PNG/JPEG/BMP images found below {root}")
     return files

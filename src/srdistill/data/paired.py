@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,8 @@ class PairedImageDataset(Dataset):
         # One generator per process, seeded from torch's per-worker seed: workers draw different
         # crops, and a run seeded with torch.manual_seed / seed_everything draws the same ones.
         if self._rng is None or self._rng_owner != os.getpid():
-            self._rng = random.Random(torch.initial_seed())
+            # the folder joins the seed so datasets of a ConcatDataset draw different streams
+            self._rng = random.Random(f"{torch.initial_seed()}:{self.hr_root}")
             self._rng_owner = os.getpid()
         return self._rng
 
@@ -106,14 +108,15 @@ class PairedImageDataset(Dataset):
             if index not in self._memory_cache:
                 self._memory_cache[index] = imresize(hr, scale=1.0 / self.scale)
             return self._memory_cache[index]
-        relative = self.hr_files[index].relative_to(self.hr_root).with_suffix("")
-        cached = self.cache_dir / f"{relative}x{self.scale}.png"
+        relative = self.hr_files[index].relative_to(self.hr_root)
+        # the full name (suffix included) keeps a.png and a.jpg apart
+        cached = self.cache_dir / relative.parent / f"{relative.name}x{self.scale}.png"
         if cached.exists():
             return read_rgb(cached)[0]
         lr = imresize(hr, scale=1.0 / self.scale)
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.stem + f".{random.getrandbits(32)}.tmp.png")
-        Image.fromarray(lr).save(tmp)
+        tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}.tmp")
+        Image.fromarray(lr).save(tmp, format="PNG")
         tmp.replace(cached)
         return lr
 

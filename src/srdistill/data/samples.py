@@ -9,6 +9,7 @@ the other five.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,10 @@ def materialize_samples(root: str | Path | None = None) -> Path:
         for name in names:
             target = folder / f"{name}.png"
             if not target.exists():
-                tmp = target.with_suffix(".tmp.png")
-                Image.fromarray(_load_photo(name)).save(tmp)
+                # a tmp name of its own (concurrent writers, e.g. DDP ranks, must not share one)
+                # and not ending in .png (a reader listing the folder meanwhile must not see it)
+                tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+                Image.fromarray(_load_photo(name)).save(tmp, format="PNG")
                 tmp.replace(target)  # atomic, so concurrent workers never read half a file
     return root
 
