@@ -10,9 +10,12 @@ from tests.helpers.shared import REPO_ROOT
 CONF_DIR = REPO_ROOT / "conf"
 
 
-def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
+def compose_config(
+    name: str, overrides: list[str] | None = None, hydra: bool = False
+) -> DictConfig:
+    """The composed config; ``hydra=True`` keeps the ``hydra`` node (sweeper params)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides or [])
+        return compose(config_name=name, overrides=overrides or [], return_hydra_config=hydra)
 
 
 def model_names() -> list[str]:

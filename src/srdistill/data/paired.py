@@ -8,16 +8,15 @@ from the mod-cropped HR with the MATLAB-compatible bicubic and cached (on disk u
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import os
-import random
 import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
@@ -28,20 +27,27 @@ def _index_lr_folder(lr_root: Path, scale: int) -> dict[str, Path]:
     return {p.stem[: -len(suffix)]: p for p in list_images(lr_root) if p.stem.endswith(suffix)}
 
 
+def _draw(high: int, generator: torch.Generator | None) -> int:
+    """A uniform integer in [0, high] from torch's RNG (restorable on resume, seeded per worker)."""
+    return int(torch.randint(0, high + 1, (1,), generator=generator))
+
+
 def random_aligned_crop(
-    lr: np.ndarray, hr: np.ndarray, patch: int, scale: int, rng: random.Random
+    lr: np.ndarray, hr: np.ndarray, patch: int, scale: int, generator: torch.Generator | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """An LR patch ``patch`` x ``patch`` and the HR patch covering exactly the same area."""
-    top = rng.randint(0, lr.shape[0] - patch)
-    left = rng.randint(0, lr.shape[1] - patch)
+    top = _draw(lr.shape[0] - patch, generator)
+    left = _draw(lr.shape[1] - patch, generator)
     lr_patch = lr[top : top + patch, left : left + patch]
     hr_patch = hr[top * scale : (top + patch) * scale, left * scale : (left + patch) * scale]
     return lr_patch, hr_patch
 
 
-def random_dihedral(images: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
+def random_dihedral(
+    images: list[np.ndarray], generator: torch.Generator | None = None
+) -> list[np.ndarray]:
     """The same random flip / 90-degree rotation (one of 8) applied to every image."""
-    hflip, vflip, transpose = (rng.random() < 0.5 for _ in range(3))
+    hflip, vflip, transpose = (bool(_draw(1, generator)) for _ in range(3))
     out = []
     for image in images:
         if hflip:
@@ -82,23 +88,12 @@ class PairedImageDataset(Dataset):
                 )
         self.cache_dir = self._cache_dir(lr_cache_dir)
         self._memory_cache: dict[int, np.ndarray] = {}
-        self._rng: random.Random | None = None
-        self._rng_owner: int | None = None
 
     def _cache_dir(self, lr_cache_dir: str | Path | None) -> Path | None:
         if lr_cache_dir is None:
             return None
         key = hashlib.sha1(str(self.hr_root.resolve()).encode()).hexdigest()[:12]
         return Path(lr_cache_dir) / key / f"X{self.scale}"
-
-    def _generator(self) -> random.Random:
-        # One generator per process, seeded from torch's per-worker seed: workers draw different
-        # crops, and a run seeded with torch.manual_seed / seed_everything draws the same ones.
-        if self._rng is None or self._rng_owner != os.getpid():
-            # the folder joins the seed so datasets of a ConcatDataset draw different streams
-            self._rng = random.Random(f"{torch.initial_seed()}:{self.hr_root}")
-            self._rng_owner = os.getpid()
-        return self._rng
 
     def __len__(self) -> int:
         return len(self.hr_files) * self.repeat
@@ -133,15 +128,30 @@ class PairedImageDataset(Dataset):
             )
         return lr, hr
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        """``index`` or ``(index, seed)``: with a seed the crop and flips are drawn from it
+        (``ResumableRandomSampler``), otherwise from torch's global RNG."""
+        index, seed = index if isinstance(index, tuple) else (index, None)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
         lr, hr = self.load_pair(index % len(self.hr_files))
         if min(lr.shape[:2]) < self.patch:
             path = self.hr_files[index % len(self.hr_files)]
             raise ValueError(
                 f"{path}: LR size {lr.shape[:2]} is smaller than lr_patch_size {self.patch}"
             )
-        rng = self._generator()
-        lr, hr = random_aligned_crop(lr, hr, self.patch, self.scale, rng)
+        lr, hr = random_aligned_crop(lr, hr, self.patch, self.scale, generator)
         if self.augment:
-            lr, hr = random_dihedral([lr, hr], rng)
+            lr, hr = random_dihedral([lr, hr], generator)
         return {"lq": to_tensor(lr), "gt": to_tensor(hr)}
+
+
+class PairedConcatDataset(ConcatDataset):
+    """Several training sets as one (DF2K = DIV2K + Flickr2K); passes per-sample seeds through."""
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        if not isinstance(index, tuple):
+            return super().__getitem__(index)
+        flat, seed = index
+        part = bisect.bisect_right(self.cumulative_sizes, flat)
+        local = flat - (self.cumulative_sizes[part - 1] if part else 0)
+        return self.datasets[part][(local, seed)]

@@ -9,15 +9,15 @@ Counting conventions (both at an LR input of 3x256x256 unless told otherwise):
 
 Counting runs on the meta device, so even a 43 M-parameter teacher at 256x256 costs no compute.
 Peak memory is CUDA's allocator peak on GPU; on CPU it is the growth of the resident set during one
-forward, read in a forked single-threaded child process so earlier allocations do not hide it
-(Linux only).
+single-threaded forward after a warm-up, read in a freshly spawned process so that nothing else
+the caller allocated hides it (Linux only).
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
-import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -81,43 +81,46 @@ def measure_latency(
     return statistics.median(times)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024.0
 
 
-@torch.inference_mode()
+def _peak_rss_growth(model: nn.Module, input_hw: tuple[int, int], results) -> None:
+    """Runs in a fresh process: RSS high-water growth of one forward after a warm-up."""
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 16, 16))  # load kernels and libraries before the baseline
+        x = torch.rand(1, 3, *input_hw)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the high-water mark to the current RSS (Linux >= 4.0)
+        baseline = _status_mb("VmRSS")
+        model(x)
+    results.put(_status_mb("VmHWM") - baseline)
+
+
 def measure_peak_memory(
     model: nn.Module, input_hw: tuple[int, int], device: str = "cpu"
 ) -> float | None:
     """Peak memory (MB) one forward adds; None where it cannot be measured (CPU off Linux)."""
     model = model.to(device).eval()
     if device.startswith("cuda"):
-        x = torch.rand(1, 3, *input_hw, device=device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        model(x)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    if not os.path.exists("/proc/self/statm") or not hasattr(os, "fork"):
-        return None
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: a fresh high-water mark, so the reading is this forward alone
-        try:
-            torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork
-            model(torch.rand(1, 3, 16, 16))  # load kernels and libraries before the baseline
-            x = torch.rand(1, 3, *input_hw)
-            baseline = _rss_mb()
+        with torch.inference_mode():
+            x = torch.rand(1, 3, *input_hw, device=device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
             model(x)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            os.write(write_end, f"{peak - baseline:.3f}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(pid, 0)
-    reading = os.read(read_end, 64).decode()
-    os.close(read_end)
-    return float(reading) if reading else None
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    # A fresh (spawned) process: its high-water mark holds nothing but this model's forward.
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_peak_rss_growth, args=(model, tuple(input_hw), results))
+    process.start()
+    process.join()
+    return results.get(timeout=5) if process.exitcode == 0 else None
 
 
 def efficiency_report(

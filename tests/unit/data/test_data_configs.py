@@ -164,7 +164,7 @@ def test_samples_config_needs_no_root(tmp_path):
     assert cfg.data.root is None
     dataset = instantiate(cfg.data.train)
     assert isinstance(dataset, PairedImageDataset)
-    assert len(dataset) == len(TRAIN_PHOTOS)
+    assert len(dataset) == len(TRAIN_PHOTOS) * cfg.data.train.repeat
     # written below $SRDISTILL_CACHE (set by conftest), not the user's cache
     assert dataset.hr_root == Path(os.environ["SRDISTILL_CACHE"]) / "samples" / TRAIN_SET / "HR"
     item = dataset[0]

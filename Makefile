@@ -1,0 +1,41 @@
+# Everything runs inside .venv; `make install` creates it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: install test test-slow test-all lint eval efficiency train demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# the fast suite (what contributors run); `make test-all` adds the slow reference checks
+test: install
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: install
+	$(PY) -m pytest -m slow -q
+
+test-all: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check src tests *.py
+	$(PY) -m ruff format --check src tests *.py
+
+eval: install
+	$(PY) eval.py $(ARGS)
+
+efficiency: install
+	$(PY) efficiency.py $(ARGS)
+
+train: install
+	$(PY) train.py $(ARGS)
+
+# the main job on the embedded sample photos (no download)
+demo: install
+	$(PY) eval.py model=bicubic scale=4

@@ -1,0 +1,85 @@
+"""Turning a composed training config into objects (the only place train configs are built)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from srdistill.cli.common import build_model, model_choice
+from srdistill.losses.combine import WeightedLoss
+from srdistill.module import DistillationModule
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_hash(cfg: DictConfig) -> str:
+    text = OmegaConf.to_yaml(cfg, resolve=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_loss(loss_cfg: DictConfig) -> WeightedLoss:
+    terms = {
+        name: {"weight": float(term.weight), "loss": instantiate(term.loss)}
+        for name, term in loss_cfg.terms.items()
+        if float(term.weight) != 0.0
+    }
+    return WeightedLoss(terms)
+
+
+def build_teacher(cfg: DictConfig, needed: bool) -> tuple[nn.Module | None, dict]:
+    """The teacher (weights from ``teacher.ckpt``) when a loss term reads it."""
+    if not needed:
+        return None, {}
+    name = model_choice("model@teacher.arch")
+    ckpt = cfg.teacher.ckpt
+    identity = {
+        "arch": name,
+        "path": str(ckpt) if ckpt else None,
+        "sha256": file_sha256(ckpt) if ckpt else None,
+    }
+    return build_model(cfg.teacher.arch, ckpt, f"teacher {name}"), identity
+
+
+def build_module(cfg: DictConfig) -> DistillationModule:
+    loss = build_loss(cfg.loss)
+    teacher, identity = build_teacher(cfg, loss.needs_teacher)
+    student = build_model(
+        cfg.student.arch, cfg.student.ckpt, f"student {model_choice('model@student.arch')}"
+    )
+    disc_cfg = cfg.loss.get("discriminator")
+    discriminator = (
+        instantiate(disc_cfg) if disc_cfg is not None and loss.needs_discriminator else None
+    )
+    return DistillationModule(
+        student,
+        loss,
+        instantiate(cfg.optimizer),
+        teacher=teacher,
+        discriminator=discriminator,
+        d_optimizer=instantiate(cfg.d_optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        d_scheduler=instantiate(cfg.d_scheduler),
+        d_loss_scale=cfg.loss.get("d_loss_scale", 1.0),
+        step_order=cfg.loss.get("step_order", "g_then_d"),
+        val_sets=list(cfg.val.sets),
+        scale=cfg.scale,
+        teacher_identity=identity,
+        # plain containers keep run checkpoints loadable with torch.load(weights_only=True)
+        **OmegaConf.to_container(cfg.module, resolve=True),
+    )
+
+
+def build_trainer(cfg: DictConfig):
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    loggers = [instantiate(c) for c in cfg.logger] if cfg.get("logger") else False
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -1,0 +1,45 @@
+"""A weighted sum of named loss terms, the shape every ``conf/loss/*.yaml`` takes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from srdistill.losses.adversarial import GeneratorAdversarialLoss
+from srdistill.losses.context import StepContext
+
+
+class WeightedLoss(nn.Module):
+    """``total = sum_k weight_k * term_k(ctx)``; terms with weight 0 are not built into the sum.
+
+    ``terms`` maps a name to ``{"weight": float, "loss": nn.Module}``; each loss takes a
+    ``StepContext``. Term modules (projection heads, temperature) are submodules, so their
+    parameters train with the student.
+    """
+
+    def __init__(self, terms: Mapping[str, Mapping]) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("loss.terms is empty: give at least one term, e.g. rec")
+        active = {name: term for name, term in terms.items() if float(term["weight"]) != 0.0}
+        self.terms = nn.ModuleDict({name: term["loss"] for name, term in active.items()})
+        self.weights = {name: float(term["weight"]) for name, term in active.items()}
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(getattr(term, "needs_teacher", False) for term in self.terms.values())
+
+    @property
+    def needs_discriminator(self) -> bool:
+        return any(isinstance(term, GeneratorAdversarialLoss) for term in self.terms.values())
+
+    def forward(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total and the unweighted value of every term (for logging)."""
+        values = {name: term(ctx) for name, term in self.terms.items()}
+        total = sum(self.weights[name] * value for name, value in values.items())
+        for name, term in self.terms.items():
+            for sub, value in getattr(term, "last_terms", {}).items():
+                values[f"{name}/{sub}"] = value
+        return total, values

@@ -1,0 +1,248 @@
+"""DistillationModule: a frozen teacher, a learning student, optional discriminator.
+
+Manual optimisation: each iteration runs a generator step (student + loss-term parameters such as
+projection heads and temperature) on the weighted loss with D untouched, and, when a
+discriminator is configured, a D step on ``L_D`` with the student output detached. The order is
+``g_then_d`` (default) or ``d_then_g`` (the released MCAD-KD code). The teacher is frozen, kept in
+eval mode, never given to an optimiser and never written into run checkpoints (only its path and
+SHA-256 are).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning import LightningModule
+from torch import nn
+
+from srdistill.losses.adversarial import discriminator_loss
+from srdistill.losses.combine import WeightedLoss
+from srdistill.losses.context import StepContext
+from srdistill.metrics.sr import PSNR, SSIM
+from srdistill.training.ema import ExponentialMovingAverage
+from srdistill.training.rng import capture_rng_state, restore_rng_state
+
+STEP_ORDERS = ("g_then_d", "d_then_g")
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _step_without_counting(optimizer) -> None:
+    """Step an optimizer without advancing ``trainer.global_step``.
+
+    In manual optimisation Lightning counts every optimizer step, so a G+D iteration would count
+    twice and ``max_steps``/schedules would mean half as many iterations. Only the generator's
+    step counts: one iteration is one step, whatever the number of optimizers.
+    """
+    counted = optimizer._on_before_step, optimizer._on_after_step
+    optimizer._on_before_step = optimizer._on_after_step = lambda: None
+    try:
+        optimizer.step()
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = counted
+
+
+class DistillationModule(LightningModule):
+    def __init__(
+        self,
+        student: nn.Module,
+        loss: WeightedLoss,
+        optimizer: Callable,
+        teacher: nn.Module | None = None,
+        discriminator: nn.Module | None = None,
+        d_optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+        d_scheduler: Callable | None = None,
+        d_loss_scale: float = 1.0,
+        step_order: str = "g_then_d",
+        grad_clip_norm: float | None = None,
+        ema_decay: float | None = None,
+        val_sets: Sequence[str] = ("Set5",),
+        scale: int = 4,
+        teacher_identity: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if step_order not in STEP_ORDERS:
+            raise ValueError(f"step_order must be one of {STEP_ORDERS}, got {step_order!r}")
+        if loss.needs_teacher and teacher is None:
+            raise ValueError(
+                "the loss uses the teacher but no teacher was given (backbone/teacher)"
+            )
+        if loss.needs_discriminator and discriminator is None:
+            raise ValueError("the loss has an adversarial term but loss.discriminator is null")
+        self.automatic_optimization = False
+        self.save_hyperparameters(
+            ignore=[
+                "student",
+                "loss",
+                "teacher",
+                "discriminator",
+                "optimizer",
+                "d_optimizer",
+                "scheduler",
+                "d_scheduler",
+            ]
+        )
+        self.student, self.loss, self.discriminator = student, loss, discriminator
+        self.teacher = freeze(teacher) if teacher is not None else None
+        self.student_ema = ExponentialMovingAverage(student, ema_decay) if ema_decay else None
+        self.optimizer_factory, self.d_optimizer_factory = optimizer, d_optimizer
+        self.scheduler_factory, self.d_scheduler_factory = scheduler, d_scheduler
+        self.teacher_identity = teacher_identity or {}
+        self.val_sets = list(val_sets)
+        self.val_metrics = nn.ModuleDict(
+            {
+                name: nn.ModuleDict({"psnr_y": PSNR(scale), "ssim_y": SSIM(scale)})
+                for name in self.val_sets
+            }
+        )
+
+    # ----- teacher kept out of checkpoints -------------------------------------------------
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        return OrderedDict((k, v) for k, v in state.items() if not k.startswith("teacher."))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state = dict(state_dict)
+        if self.teacher is not None:
+            state.update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # dropout/BN of the teacher never switch to training
+        return self
+
+    # ----- optimisers ------------------------------------------------------------------------
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """Student plus trainable loss-term parameters (heads, temperature); never D or teacher."""
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return params + [p for p in self.loss.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        optimizers = [self.optimizer_factory(self.generator_parameters())]
+        factories = [self.scheduler_factory]
+        if self.discriminator is not None:
+            optimizers.append(self.d_optimizer_factory(self.discriminator.parameters()))
+            factories.append(self.d_scheduler_factory)
+        schedulers = [
+            {"scheduler": f(opt), "interval": "step"}
+            for f, opt in zip(factories, optimizers, strict=True)
+            if f is not None
+        ]
+        return optimizers, schedulers
+
+    def _optimizers(self):
+        opts = self.optimizers()
+        return opts if isinstance(opts, list) else [opts]
+
+    # ----- one iteration --------------------------------------------------------------------
+    def _context(self, batch: dict) -> StepContext:
+        lq, gt = batch["lq"], batch["gt"]
+        ctx = StepContext(lq=lq, gt=gt, sr_s=self.student(lq), discriminator=self.discriminator)
+        if self.loss.needs_teacher:
+            with torch.no_grad():
+                ctx.sr_t = self.teacher(lq)
+        return ctx
+
+    def _generator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        opt = self._optimizers()[0]
+        self.toggle_optimizer(opt)  # D's parameters stop requiring grad during this step
+        total, terms = self.loss(ctx)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        if self.hparams.grad_clip_norm:
+            self.clip_gradients(
+                opt, gradient_clip_val=self.hparams.grad_clip_norm, gradient_clip_algorithm="norm"
+            )
+        opt.step()
+        self.untoggle_optimizer(opt)
+        return {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def _discriminator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        opt = self._optimizers()[1]
+        self.toggle_optimizer(opt)
+        real, fake = self.discriminator(ctx.gt), self.discriminator(ctx.sr_s.detach())
+        loss = discriminator_loss(real, fake, self.hparams.d_loss_scale)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        _step_without_counting(opt)
+        self.untoggle_optimizer(opt)
+        return {
+            "loss_d": loss.detach(),
+            "d_real": torch.sigmoid(real).mean().detach(),
+            "d_fake": torch.sigmoid(fake).mean().detach(),
+        }
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        ctx = self._context(batch)
+        d_logs: dict[str, torch.Tensor] = {}
+        if self.discriminator is not None and self.hparams.step_order == "d_then_g":
+            d_logs = self._discriminator_step(ctx)
+        g_logs = self._generator_step(ctx)
+        if self.discriminator is not None and self.hparams.step_order == "g_then_d":
+            d_logs = self._discriminator_step(ctx)
+        for scheduler in self._schedulers():
+            scheduler.step()
+        if self.student_ema is not None:
+            self.student_ema.update(self.student)
+        self._log_train(g_logs, d_logs)
+
+    def _schedulers(self) -> list:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    def _log_train(self, g_logs: dict, d_logs: dict) -> None:
+        logs = {f"train/loss/{k}": v for k, v in g_logs.items()}
+        logs.update({f"train/{k}": v for k, v in d_logs.items()})
+        cont = self.loss.terms["cont"] if "cont" in self.loss.terms else None
+        if cont is not None:
+            logs["train/tau"] = cont.temperature().detach()
+        for i, opt in enumerate(self._optimizers()):
+            logs[f"train/lr/{'d' if i else 'g'}"] = opt.param_groups[0]["lr"]
+        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
+        self.log("loss", g_logs["total"], prog_bar=True, on_step=True, on_epoch=False, logger=False)
+
+    # ----- validation ------------------------------------------------------------------------
+    @property
+    def eval_student(self) -> nn.Module:
+        """The network validated and exported: the EMA copy when EMA is on."""
+        return self.student_ema.module if self.student_ema is not None else self.student
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        name = self.val_sets[dataloader_idx]
+        sr = self.eval_student(batch["lq"]).float()
+        for key, metric in self.val_metrics[name].items():
+            metric.update(sr, batch["gt"].float(), batch.get("gray"))
+            self.log(
+                f"val/{name}/{key}",
+                metric,
+                on_step=False,
+                on_epoch=True,
+                add_dataloader_idx=False,
+                prog_bar=(key == "psnr_y"),
+            )
+
+    # ----- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["teacher"] = dict(self.teacher_identity)
+        checkpoint["rng_states"] = capture_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:
+            restore_rng_state(checkpoint["rng_states"])
+
+    def export_student(self) -> nn.Module:
+        """A standalone copy of the network to deploy (EMA when enabled)."""
+        return copy.deepcopy(self.eval_student).eval()

@@ -1,0 +1,143 @@
+"""train.py end to end on the embedded sample photos (experiment=smoke), through the real CLI."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from srdistill.cli.builders import build_loss
+from tests.helpers.configs import CONF_DIR, compose_config
+from tests.helpers.shared import REPO_ROOT
+
+
+def train(run_dir: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "experiment=smoke", f"hydra.run.dir={run_dir}", *overrides],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def student_state(checkpoint: Path) -> dict:
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if not k.startswith("val_metrics")}
+
+
+@pytest.mark.parametrize("loss", ["scratch", "kd", "mcad"])
+def test_smoke_run_writes_results_and_checkpoints(tmp_path, loss):
+    train(tmp_path, f"loss={loss}")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 4
+    assert 5 < results["val"]["val/SampleVal/psnr_y"] < 40
+    assert {"config_hash", "wall_time_s", "teacher"} <= set(results)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert list((tmp_path / "samples").glob("step_*.png"))
+    metrics = (tmp_path / "csv").rglob("metrics.csv")
+    header = next(metrics).read_text().splitlines()[0]
+    assert "train/loss/rec" in header and "val/SampleVal/psnr_y" in header
+    if loss == "mcad":
+        for key in (
+            "train/loss/cont/img",
+            "train/loss/cont/patch",
+            "train/tau",
+            "train/d_real",
+            "train/loss/adv",
+        ):
+            assert key in header
+
+
+def test_bad_teacher_checkpoint_is_one_line(tmp_path):
+    torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pth")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "experiment=smoke",
+            f"teacher.ckpt={tmp_path / 'bad.pth'}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "teacher" in lines[0] and "bad.pth" in lines[0]
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(tmp_path):
+    common = ["loss=mcad", "trainer.deterministic=true", "seed=3"]
+    train(tmp_path / "whole", *common, "trainer.max_steps=4")
+    train(tmp_path / "part", *common, "trainer.max_steps=2")
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    train(tmp_path / "resumed", *common, "trainer.max_steps=4", f"ckpt_path={last}")
+    whole = student_state(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    resumed = student_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    part = student_state(last)
+    assert whole.keys() == resumed.keys()
+    assert any(not torch.equal(part[k], whole[k]) for k in whole)  # it did train further
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    proc = train(tmp_path, "loss=mcad", "trainer=ddp_cpu", "trainer.devices=2", timeout=600)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 4
+    assert "world_size=2" in proc.stdout + proc.stderr or "distributed_backend=gloo" in (
+        proc.stdout + proc.stderr
+    )
+
+
+@pytest.mark.slow
+def test_bf16_on_cpu(tmp_path):
+    train(tmp_path, "loss=mcad", "trainer.precision=bf16-mixed")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 4 and results["val"]["val/SampleVal/psnr_y"] > 5
+
+
+@pytest.mark.slow
+def test_released_variant_and_wandb_offline(tmp_path):
+    train(tmp_path, "loss=mcad_released", "logger=wandb")
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def sweep_jobs(experiment: str) -> list[list[str]]:
+    params = compose_config("train", [f"experiment={experiment}"], hydra=True).hydra.sweeper.params
+    keys = list(params)
+    values = [str(params[k]).split(",") for k in keys]
+    return [
+        [f"experiment={experiment}", *(f"{k}={v}" for k, v in zip(keys, combo, strict=True))]
+        for combo in itertools.product(*values)
+    ]
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e != "smoke"])
+def test_every_sweep_job_composes_and_builds_its_loss(experiment):
+    jobs = sweep_jobs(experiment)
+    assert len(jobs) >= 2
+    for overrides in jobs:
+        cfg = compose_config("train", overrides)
+        loss = build_loss(cfg.loss)
+        assert "rec" in loss.terms
+        assert cfg.teacher.arch._target_ and cfg.student.arch._target_
+        if loss.needs_discriminator:
+            assert instantiate(cfg.loss.discriminator) is not None

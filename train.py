@@ -1,0 +1,15 @@
+"""Distil a super-resolution student from a frozen teacher (see README.md, "Training")."""
+
+import hydra
+from omegaconf import DictConfig
+
+from srdistill.cli.train import main_from_cfg
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    return main_from_cfg(cfg)
+
+
+if __name__ == "__main__":
+    main()
