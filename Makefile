@@ -38,4 +38,4 @@ train: install
 
 # the main job on the embedded sample photos (no download)
 demo: install
-	$(PY) eval.py model=bicubic scale=4
+	$(PY) train.py

@@ -98,6 +98,7 @@ class DistillationModule(LightningModule):
         self.scheduler_factory, self.d_scheduler_factory = scheduler, d_scheduler
         self.teacher_identity = teacher_identity or {}
         self.val_sets = list(val_sets)
+        self.last_validated_step: int | None = None
         self.val_metrics = nn.ModuleDict(
             {
                 name: nn.ModuleDict({"psnr_y": PSNR(scale), "ssim_y": SSIM(scale)})
@@ -233,6 +234,9 @@ class DistillationModule(LightningModule):
                 add_dataloader_idx=False,
                 prog_bar=(key == "psnr_y"),
             )
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_validated_step = self.global_step
 
     # ----- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

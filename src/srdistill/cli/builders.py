@@ -42,6 +42,11 @@ def build_teacher(cfg: DictConfig, needed: bool) -> tuple[nn.Module | None, dict
         return None, {}
     name = model_choice("model@teacher.arch")
     ckpt = cfg.teacher.ckpt
+    if not ckpt and cfg.teacher.get("require_ckpt", True):
+        raise ValueError(
+            f"teacher.ckpt is not set: the loss distils from teacher {name}, give its weights "
+            "with teacher.ckpt=PATH (a random teacher teaches nothing)"
+        )
     identity = {
         "arch": name,
         "path": str(ckpt) if ckpt else None,

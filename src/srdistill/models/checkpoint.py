@@ -176,3 +176,16 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
         raise CheckpointError(f"checkpoint {path} does not fit model {name}: {problem}")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def network_weights_from_run(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The student's weights from a training-run checkpoint (the EMA copy when there is one)."""
+    raw = torch.load(path, map_location="cpu", weights_only=True) if Path(path).is_file() else None
+    if not isinstance(raw, Mapping) or "state_dict" not in raw:
+        raise CheckpointError(f"{path} is not a srdistill training checkpoint (no state_dict)")
+    state = raw["state_dict"]
+    for prefix in ("student_ema.module.", "student.") if use_ema else ("student.",):
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if picked:
+            return picked
+    raise CheckpointError(f"{path} holds no student weights")
