@@ -55,6 +55,14 @@ def _crop(image: torch.Tensor, border: int) -> torch.Tensor:
     return image[..., border:-border, border:-border]
 
 
+def _measured_pair(sr, gt, crop_border, channel, gray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images checked, quantised, converted and border-cropped."""
+    _check_pair(sr, gt, crop_border, channel)
+    x = _crop(_measured_planes(sr, channel, gray), crop_border)
+    y = _crop(_measured_planes(gt, channel, gray), crop_border)
+    return x, y
+
+
 def psnr_per_image(
     sr: torch.Tensor,
     gt: torch.Tensor,
@@ -63,9 +71,7 @@ def psnr_per_image(
     gray: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-image PSNR (B,) in dB of [0, 1] images (B, 3, H, W), paper protocol."""
-    _check_pair(sr, gt, crop_border, channel)
-    x = _crop(_measured_planes(sr, channel, gray), crop_border)
-    y = _crop(_measured_planes(gt, channel, gray), crop_border)
+    x, y = _measured_pair(sr, gt, crop_border, channel, gray)
     mse = (x - y).pow(2).flatten(1).mean(dim=1)
     return 10.0 * torch.log10(255.0**2 / mse)
 
@@ -109,9 +115,7 @@ def ssim_per_image(
     gray: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-image SSIM (B,) of [0, 1] images; RGB SSIM is the mean of the per-channel scores."""
-    _check_pair(sr, gt, crop_border, channel)
-    x = _crop(_measured_planes(sr, channel, gray), crop_border)
-    y = _crop(_measured_planes(gt, channel, gray), crop_border)
+    x, y = _measured_pair(sr, gt, crop_border, channel, gray)
     if min(x.shape[-2:]) < 11:
         raise ValueError(
             f"SSIM needs at least 11x11 pixels after cropping, got {tuple(x.shape[-2:])}"

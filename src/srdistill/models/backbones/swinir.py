@@ -448,46 +448,25 @@ class SwinIR(TappableBackbone):
 # ---------------------------------------------------------------------------------------------
 # Factories (names referenced by config files)
 # ---------------------------------------------------------------------------------------------
+_COMMON = dict(window_size=8, mlp_ratio=2.0, img_size=64, resi_connection="1conv")
+_SMALL_BODY = dict(embed_dim=60, depths=(6,) * 4, num_heads=(6,) * 4)
+
+
 def swinir_teacher(scale: int = 4, **kwargs) -> SwinIR:
     """Classical SwinIR-M (~11.9 M params): the usual distillation teacher."""
     cfg = dict(
-        embed_dim=180,
-        depths=(6,) * 6,
-        num_heads=(6,) * 6,
-        window_size=8,
-        mlp_ratio=2.0,
-        img_size=64,
-        upsampler="pixelshuffle",
-        resi_connection="1conv",
+        _COMMON, embed_dim=180, depths=(6,) * 6, num_heads=(6,) * 6, upsampler="pixelshuffle"
     )
     return SwinIR(scale=scale, **{**cfg, **kwargs})
 
 
 def swinir_student(scale: int = 4, **kwargs) -> SwinIR:
     """MCAD-KD student (~1.24 M params): SwinIR-S body with the classical (64-channel) tail."""
-    cfg = dict(
-        embed_dim=60,
-        depths=(6,) * 4,
-        num_heads=(6,) * 4,
-        window_size=8,
-        mlp_ratio=2.0,
-        img_size=64,
-        upsampler="pixelshuffle",
-        resi_connection="1conv",
-    )
+    cfg = dict(_COMMON, **_SMALL_BODY, upsampler="pixelshuffle")
     return SwinIR(scale=scale, **{**cfg, **kwargs})
 
 
 def swinir_light(scale: int = 4, **kwargs) -> SwinIR:
     """Lightweight SwinIR-S (~0.9 M params) with the one-step pixel-shuffle tail."""
-    cfg = dict(
-        embed_dim=60,
-        depths=(6,) * 4,
-        num_heads=(6,) * 4,
-        window_size=8,
-        mlp_ratio=2.0,
-        img_size=64,
-        upsampler="pixelshuffledirect",
-        resi_connection="1conv",
-    )
+    cfg = dict(_COMMON, **_SMALL_BODY, upsampler="pixelshuffledirect")
     return SwinIR(scale=scale, **{**cfg, **kwargs})
