@@ -149,3 +149,50 @@ def test_every_sweep_job_composes_and_builds_its_loss(experiment):
         assert cfg.teacher.arch._target_ and cfg.student.arch._target_
         if loss.needs_discriminator:
             assert instantiate(cfg.loss.discriminator) is not None
+
+
+def test_missing_data_folder_is_one_line_before_any_training(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "data=folder",
+            f"data.root={tmp_path / 'absent'}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "absent" in lines[0] and "data root" in lines[0]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_default_run_distils_from_the_shipped_teacher_and_prints_the_table(tmp_path):
+    proc = train_default(tmp_path, "trainer.max_steps=3", "trainer.val_check_interval=3")
+    for name in ("bicubic", "teacher", "student"):
+        assert f"\n{name}\n" in f"\n{proc.stdout}"
+    results = json.loads((tmp_path / "results.json").read_text())
+    comparison = results["comparison"]
+    # the shipped teacher is clearly better than bicubic on the held-out photos
+    assert (
+        comparison["teacher"]["SampleVal"]["psnr"]
+        > comparison["bicubic"]["SampleVal"]["psnr"] + 0.5
+    )
+    assert results["teacher"]["arch"] == "sample_teacher"
+
+
+def train_default(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *overrides],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
@@ -32,6 +33,11 @@ def build_model(model_cfg: DictConfig, ckpt: str | None, name: str) -> nn.Module
     return model
 
 
+def _fail(err: BaseException) -> None:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
 def exit_on_user_error(func: Callable) -> Callable:
     """Turn a bad option or file into one line on stderr and exit code 2, not a traceback."""
 
@@ -40,7 +46,10 @@ def exit_on_user_error(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            _fail(err)
+        except InstantiationException as err:  # a user error raised inside a config's target
+            if isinstance(err.__cause__, USER_ERRORS):
+                _fail(err.__cause__)
+            raise
 
     return wrapper
