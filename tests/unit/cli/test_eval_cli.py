@@ -29,6 +29,7 @@ CONTRACT_MODELS = [
     "bicubic",
 ]
 LARGE = {"edsr_teacher", "rcan_teacher", "swinir_teacher"}
+X4_ONLY = {"sample_teacher"}  # shipped weights exist for x4 only
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_contract_models_exist():
 
 @pytest.mark.parametrize("name", [n for n in model_names() if n not in LARGE])
 def test_model_configs_instantiate(name):
-    for scale in (2, 3, 4):
+    for scale in (4,) if name in X4_ONLY else (2, 3, 4):
         model = instantiate(compose_config("eval", [f"model={name}", f"scale={scale}"]).model)
         assert model.scale == scale
 
