@@ -44,10 +44,12 @@ def evaluate_set(
 ) -> dict[str, float | int]:
     """PSNR/SSIM on Y and PSNR on RGB over one set, whole images one at a time."""
     scale = dataset.scale
+    # A local evaluation (possibly on one rank of a DDP job): never synchronise across processes.
+    local = {"sync_on_compute": False}
     metrics = {
-        "psnr": PSNR(scale, "y", gray_as_luma),
-        "ssim": SSIM(scale, "y", gray_as_luma),
-        "psnr_rgb": PSNR(scale, "rgb"),
+        "psnr": PSNR(scale, "y", gray_as_luma, **local),
+        "ssim": SSIM(scale, "y", gray_as_luma, **local),
+        "psnr_rgb": PSNR(scale, "rgb", **local),
     }
     model.eval()
     loader = DataLoader(dataset, batch_size=1, num_workers=0, collate_fn=lambda items: items[0])
