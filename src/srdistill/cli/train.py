@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -49,8 +50,20 @@ def comparison_table(module, datamodule, scale: int) -> tuple[dict, str]:
     return results, "\n".join(lines)
 
 
+def _quiet_expected_warnings() -> None:
+    # The frozen teacher sits in eval mode on purpose; small sample sets have short epochs;
+    # torchdata's loader calls an API torch deprecated. None of these needs the user's attention.
+    for message in (
+        r".*module\(s\) in eval mode.*",
+        r".*smaller than the logging interval.*",
+        r".*set_vital.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def run(cfg: DictConfig) -> dict:
     """Fit, validate once more, write and return ``results.json``'s content."""
+    _quiet_expected_warnings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.datamodule, train_dataset=instantiate(cfg.data.train))
     module = build_module(cfg)
