@@ -28,7 +28,11 @@ def summarize(runs: list[tuple[dict, dict]], group: str) -> str:
     for args, result in runs:
         grouped[args.get(group, "?")].append(result)
     metrics = sorted({k for _, r in runs for k in r["val"]})
-    sets = [k.split("/")[1] for k in metrics if k.endswith("psnr_y")]
+    order = ["Set5", "Set14", "B100", "Urban100", "Manga109"]
+    sets = sorted(
+        (k.split("/")[1] for k in metrics if k.endswith("psnr_y")),
+        key=lambda s: (order.index(s) if s in order else len(order), s),
+    )
     lines = [
         f"| {group} | runs | steps | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " |",
         "|---|---|---|" + "---|" * len(sets),
