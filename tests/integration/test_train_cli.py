@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from srdistill.cli.builders import build_loss
+from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.configs import CONF_DIR, compose_config
 from tests.helpers.shared import REPO_ROOT
 
@@ -60,22 +61,13 @@ def test_smoke_run_writes_results_and_checkpoints(tmp_path, loss):
 
 def test_bad_teacher_checkpoint_is_one_line(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pth")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "experiment=smoke",
-            f"teacher.ckpt={tmp_path / 'bad.pth'}",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_script(
+        "train.py",
+        "experiment=smoke",
+        f"teacher.ckpt={tmp_path / 'bad.pth'}",
+        f"hydra.run.dir={tmp_path}",
     )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "teacher" in lines[0] and "bad.pth" in lines[0]
+    assert_one_line_error(proc, "teacher", "bad.pth")
 
 
 @pytest.mark.slow
@@ -152,22 +144,10 @@ def test_every_sweep_job_composes_and_builds_its_loss(experiment):
 
 
 def test_missing_data_folder_is_one_line_before_any_training(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "data=folder",
-            f"data.root={tmp_path / 'absent'}",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_script(
+        "train.py", "data=folder", f"data.root={tmp_path / 'absent'}", f"hydra.run.dir={tmp_path}"
     )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "absent" in lines[0] and "data root" in lines[0]
+    assert_one_line_error(proc, "absent", "data root")
     assert not (tmp_path / "checkpoints").exists()
 
 

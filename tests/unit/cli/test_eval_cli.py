@@ -1,8 +1,6 @@
 """eval.py / efficiency.py: override names are a contract, errors are one line."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,9 +11,9 @@ from srdistill.cli import efficiency as efficiency_cli
 from srdistill.cli import eval as eval_cli
 from srdistill.eval.benchmark import evaluate_benchmarks
 from srdistill.models.backbones.bicubic import Bicubic
+from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.configs import compose_config, model_names
 from tests.helpers.images import write_png
-from tests.helpers.shared import REPO_ROOT
 
 CONTRACT_MODELS = [
     "edsr_teacher",
@@ -98,25 +96,15 @@ def test_missing_set_fails_before_loading_the_model(tiny_benchmark, tmp_path):
 
 def test_bad_checkpoint_is_one_line_and_exit_code_2(tmp_path, tiny_benchmark):
     torch.save({"params": {"conv.weight": torch.zeros(1)}}, tmp_path / "other.pth")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "eval.py",
-            "model=span_ch26",
-            f"ckpt={tmp_path / 'other.pth'}",
-            f"data.root={tiny_benchmark}",
-            "data.sets=[Tiny]",
-            "hydra.run.dir=" + str(tmp_path),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_script(
+        "eval.py",
+        "model=span_ch26",
+        f"ckpt={tmp_path / 'other.pth'}",
+        f"data.root={tiny_benchmark}",
+        "data.sets=[Tiny]",
+        f"hydra.run.dir={tmp_path}",
     )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert "span_ch26" in lines[0] and "other.pth" in lines[0] and "missing" in lines[0]
+    assert_one_line_error(proc, "span_ch26", "other.pth", "missing")
 
 
 def test_efficiency_cli_reports_params_and_macs():
