@@ -24,8 +24,8 @@ test-all: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(PY) -m ruff check src tests scripts *.py
-	$(PY) -m ruff format --check src tests scripts *.py
+	$(PY) -m ruff check src tests scripts benchmarks *.py
+	$(PY) -m ruff format --check src tests scripts benchmarks *.py
 
 eval: install
 	$(PY) eval.py $(ARGS)

@@ -18,6 +18,8 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from srdistill.lora.inject import lora_param_groups
+from srdistill.lora.merge import deployable
 from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.context import StepContext
@@ -50,6 +52,27 @@ def _step_without_counting(optimizer) -> None:
         optimizer._on_before_step, optimizer._on_after_step = counted
 
 
+def _forward_with_taps(model: nn.Module, x: torch.Tensor, taps: Sequence[str]):
+    if not taps:
+        return model(x), {}
+    return model.forward_intermediates(x, taps)
+
+
+def _check_taps(model: nn.Module | None, taps: Sequence[str], role: str) -> None:
+    """Fail at construction, not mid-step, when a feature loss asks for what a model lacks."""
+    if not taps or model is None:
+        return
+    available = getattr(model, "tap_names", None)
+    if available is None:
+        raise ValueError(f"the loss reads {role} features {list(taps)} but the {role} has no taps")
+    unknown = [t for t in taps if t not in available]
+    if unknown:
+        raise ValueError(
+            f"the loss reads {role} features {unknown}, which {type(model).__name__} does not "
+            f"record; available: {list(available)}"
+        )
+
+
 class DistillationModule(LightningModule):
     def __init__(
         self,
@@ -68,6 +91,9 @@ class DistillationModule(LightningModule):
         val_sets: Sequence[str] = ("Set5",),
         scale: int = 4,
         teacher_identity: dict | None = None,
+        average_weight: float | None = None,
+        pretrained_student: dict[str, torch.Tensor] | None = None,
+        student_build: dict | None = None,
     ) -> None:
         super().__init__()
         if step_order not in STEP_ORDERS:
@@ -78,6 +104,8 @@ class DistillationModule(LightningModule):
             )
         if loss.needs_discriminator and discriminator is None:
             raise ValueError("the loss has an adversarial term but loss.discriminator is null")
+        _check_taps(student, loss.student_taps, "student")
+        _check_taps(teacher, loss.teacher_taps, "teacher")
         self.automatic_optimization = False
         self.save_hyperparameters(
             ignore=[
@@ -89,8 +117,15 @@ class DistillationModule(LightningModule):
                 "d_optimizer",
                 "scheduler",
                 "d_scheduler",
+                "pretrained_student",
+                "student_build",
             ]
         )
+        if average_weight is not None and pretrained_student is None:
+            raise ValueError("module.average_weight needs the pre-trained student (student.ckpt)")
+        # what export.py needs to rebuild and finish the deployed student from a run checkpoint
+        self.pretrained_student = pretrained_student
+        self.student_build = student_build or {}
         self.student, self.loss, self.discriminator = student, loss, discriminator
         self.teacher = freeze(teacher) if teacher is not None else None
         self.student_ema = ExponentialMovingAverage(student, ema_decay) if ema_decay else None
@@ -125,12 +160,22 @@ class DistillationModule(LightningModule):
 
     # ----- optimisers ------------------------------------------------------------------------
     def generator_parameters(self) -> list[nn.Parameter]:
-        """Student plus trainable loss-term parameters (heads, temperature); never D or teacher."""
+        """Student plus trainable loss-term parameters (heads, temperature); never D or teacher.
+
+        With LoRA only the adapters of the student require grad, so only they are here.
+        """
         params = [p for p in self.student.parameters() if p.requires_grad]
         return params + [p for p in self.loss.parameters() if p.requires_grad]
 
+    def _generator_optimizer(self) -> torch.optim.Optimizer:
+        groups = lora_param_groups(self.generator_parameters(), self.student)
+        optimizer = self.optimizer_factory(groups)
+        for group in optimizer.param_groups:  # LoRA+: B's learning rate is a multiple of A's
+            group["lr"] *= group.get("lr_scale", 1.0)
+        return optimizer
+
     def configure_optimizers(self):
-        optimizers = [self.optimizer_factory(self.generator_parameters())]
+        optimizers = [self._generator_optimizer()]
         factories = [self.scheduler_factory]
         if self.discriminator is not None:
             optimizers.append(self.d_optimizer_factory(self.discriminator.parameters()))
@@ -149,10 +194,13 @@ class DistillationModule(LightningModule):
     # ----- one iteration --------------------------------------------------------------------
     def _context(self, batch: dict) -> StepContext:
         lq, gt = batch["lq"], batch["gt"]
-        ctx = StepContext(lq=lq, gt=gt, sr_s=self.student(lq), discriminator=self.discriminator)
+        sr_s, feats_s = _forward_with_taps(self.student, lq, self.loss.student_taps)
+        ctx = StepContext(
+            lq=lq, gt=gt, sr_s=sr_s, feats_s=feats_s, discriminator=self.discriminator
+        )
         if self.loss.needs_teacher:
             with torch.no_grad():
-                ctx.sr_t = self.teacher(lq)
+                ctx.sr_t, ctx.feats_t = _forward_with_taps(self.teacher, lq, self.loss.teacher_taps)
         return ctx
 
     def _generator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -242,11 +290,16 @@ class DistillationModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["teacher"] = dict(self.teacher_identity)
         checkpoint["rng_states"] = capture_rng_state()
+        checkpoint["student_build"] = dict(self.student_build)
+        if self.pretrained_student is not None:
+            checkpoint["pretrained_student"] = dict(self.pretrained_student)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng_states" in checkpoint:
             restore_rng_state(checkpoint["rng_states"])
 
     def export_student(self) -> nn.Module:
-        """A standalone copy of the network to deploy (EMA when enabled)."""
-        return copy.deepcopy(self.eval_student).eval()
+        """A standalone copy of the network to deploy (EMA when enabled): adapters merged,
+        averaged with the pre-trained weights when ``average_weight`` is set, blocks folded."""
+        model = copy.deepcopy(self.eval_student).eval()
+        return deployable(model, self.pretrained_student, self.hparams.average_weight)

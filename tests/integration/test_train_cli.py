@@ -125,9 +125,9 @@ SWEEPS = sorted(
 
 
 def test_the_paper_tables_have_sweeps():
-    assert {"mcad_tab3", "mcad_tab4", "mcad_tab5", "mcad_tab6", "mcad_tab7", "mcad_tab8"} <= set(
-        SWEEPS
-    )
+    mcad = {f"mcad_tab{i}" for i in range(3, 9)}
+    dsclora = {f"dsclora_tab{i}" for i in range(5, 9)}
+    assert mcad | dsclora <= set(SWEEPS)
 
 
 @pytest.mark.parametrize("experiment", SWEEPS)
@@ -141,6 +141,8 @@ def test_every_sweep_job_composes_and_builds_its_loss(experiment):
         assert cfg.teacher.arch._target_ and cfg.student.arch._target_
         if loss.needs_discriminator:
             assert instantiate(cfg.loss.discriminator) is not None
+        if cfg.get("lora"):
+            assert instantiate(cfg.lora).apply(instantiate(cfg.student.arch))
 
 
 def test_missing_data_folder_is_one_line_before_any_training(tmp_path):

@@ -55,12 +55,41 @@ def build_teacher(cfg: DictConfig, needed: bool) -> tuple[nn.Module | None, dict
     return build_model(cfg.teacher.arch, ckpt, f"teacher {name}"), identity
 
 
-def build_module(cfg: DictConfig) -> DistillationModule:
-    loss = build_loss(cfg.loss)
-    teacher, identity = build_teacher(cfg, loss.needs_teacher)
+def build_student(cfg: DictConfig) -> tuple[nn.Module, dict | None, dict]:
+    """The student with its weights, adapters when ``lora`` is set, the pre-trained weights
+    to average with (when ``module.average_weight`` is set) and what rebuilds it for export."""
     student = build_model(
         cfg.student.arch, cfg.student.ckpt, f"student {model_choice('model@student.arch')}"
     )
+    average_weight = cfg.module.get("average_weight")
+    pretrained = None
+    if average_weight is not None:
+        if not cfg.student.ckpt:
+            raise ValueError(
+                "module.average_weight averages with the pre-trained student, but student.ckpt "
+                "is not set; give student.ckpt=PATH or set module.average_weight=null"
+            )
+        pretrained = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    lora_cfg = cfg.get("lora") or None
+    if lora_cfg:
+        if not cfg.student.ckpt and lora_cfg.get("freeze_base", True):
+            raise ValueError(
+                "lora adapts a pre-trained student but student.ckpt is not set; give "
+                "student.ckpt=PATH (or lora=none to train the whole student)"
+            )
+        instantiate(lora_cfg).apply(student)
+    build = {
+        "arch": OmegaConf.to_container(cfg.student.arch, resolve=True),
+        "lora": OmegaConf.to_container(lora_cfg, resolve=True) if lora_cfg else None,
+        "average_weight": average_weight,
+    }
+    return student, pretrained, build
+
+
+def build_module(cfg: DictConfig) -> DistillationModule:
+    loss = build_loss(cfg.loss)
+    teacher, identity = build_teacher(cfg, loss.needs_teacher)
+    student, pretrained, student_build = build_student(cfg)
     disc_cfg = cfg.loss.get("discriminator")
     discriminator = (
         instantiate(disc_cfg) if disc_cfg is not None and loss.needs_discriminator else None
@@ -79,12 +108,19 @@ def build_module(cfg: DictConfig) -> DistillationModule:
         val_sets=list(cfg.val.sets),
         scale=cfg.scale,
         teacher_identity=identity,
+        pretrained_student=pretrained,
+        student_build=student_build,
         # plain containers keep run checkpoints loadable with torch.load(weights_only=True)
         **OmegaConf.to_container(cfg.module, resolve=True),
     )
 
 
-def build_trainer(cfg: DictConfig):
+def build_loggers(cfg: DictConfig) -> list | bool:
+    return [instantiate(c) for c in cfg.logger] if cfg.get("logger") else False
+
+
+def build_trainer(cfg: DictConfig, loggers: list | bool | None = None):
+    """A Trainer; pass ``loggers`` to keep logging into the same run across training stages."""
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
-    loggers = [instantiate(c) for c in cfg.logger] if cfg.get("logger") else False
+    loggers = build_loggers(cfg) if loggers is None else loggers
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from srdistill.cli.builders import build_module, build_trainer, config_hash
+from srdistill.cli.builders import build_loggers, build_module, build_trainer, config_hash
 from srdistill.cli.common import exit_on_user_error
 from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table
@@ -33,16 +35,24 @@ def final_validation(trainer, module, datamodule) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
 
-def comparison_table(module, datamodule, scale: int) -> tuple[dict, str]:
-    """Bicubic vs teacher vs student on the validation sets, and the printed table."""
+def comparison_table(
+    module, datamodule, scale: int, names=("bicubic", "teacher", "student")
+) -> tuple[dict, str]:
+    """Bicubic vs teacher vs student on the validation sets, and the printed table.
+
+    The student is the deployed network (``export_student``: adapters merged, averaged)."""
     root = datamodule.val_root if datamodule.val_root is not None else materialize_samples()
-    models = {
-        "bicubic": Bicubic(scale),
-        "teacher": module.teacher,
-        "student": module.export_student(),
+    builders = {
+        "bicubic": lambda: Bicubic(scale),
+        "teacher": lambda: module.teacher,
+        "student": module.export_student,
     }
+    unknown = sorted(set(names) - set(builders))
+    if unknown:
+        raise ValueError(f"final_table_models: unknown {unknown}; choose from {list(builders)}")
     results, lines = {}, []
-    for name, model in models.items():
+    for name in names:
+        model = builders[name]()
         if model is None:
             continue
         results[name] = evaluate_benchmarks(model.cpu().eval(), root, datamodule.val_sets, scale)
@@ -61,15 +71,57 @@ def _quiet_expected_warnings() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+def stage_configs(cfg: DictConfig) -> list[DictConfig]:
+    """One config per training stage, each with its ``trainer.max_steps`` and patch size."""
+    if not cfg.get("stages"):
+        return [cfg]
+    stages, previous = [], 0
+    for i, stage in enumerate(cfg.stages):
+        until, patch = int(stage.until_step), int(stage.lr_patch_size)
+        if until <= previous or patch < 1:
+            raise ValueError(
+                f"stages[{i}]: until_step must increase ({until} after {previous}) and "
+                f"lr_patch_size be positive ({patch})"
+            )
+        stage_cfg = copy.deepcopy(cfg)
+        stage_cfg.trainer.max_steps, stage_cfg.data.lr_patch_size = until, patch
+        stages.append(stage_cfg)
+        previous = until
+    return stages
+
+
+def _checkpoint_step(path: str | None) -> int:
+    if not path:
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True).get("global_step", 0))
+
+
+def fit_stages(cfg: DictConfig, module) -> tuple:
+    """Train through every stage; each later stage resumes the previous one's end checkpoint
+    (optimisers, schedulers, EMA and step carry over). A resumed run skips finished stages."""
+    loggers, ckpt_path = build_loggers(cfg), cfg.ckpt_path
+    done = _checkpoint_step(ckpt_path)
+    stages = stage_configs(cfg)
+    for i, stage_cfg in enumerate(stages):
+        if done >= stage_cfg.trainer.max_steps and i < len(stages) - 1:
+            continue
+        train_dataset = instantiate(stage_cfg.data.train)
+        datamodule = instantiate(stage_cfg.datamodule, train_dataset=train_dataset)
+        trainer = build_trainer(stage_cfg, loggers)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if i < len(stages) - 1:
+            ckpt_path = str(_run_dir(cfg) / "checkpoints" / f"stage{i + 1}-end.ckpt")
+            trainer.save_checkpoint(ckpt_path)
+    return trainer, datamodule
+
+
 def run(cfg: DictConfig) -> dict:
     """Fit, validate once more, write and return ``results.json``'s content."""
     _quiet_expected_warnings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.datamodule, train_dataset=instantiate(cfg.data.train))
     module = build_module(cfg)
-    trainer = build_trainer(cfg)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer, datamodule = fit_stages(cfg, module)
     metrics = final_validation(trainer, module, datamodule)
     results = {
         "val": metrics,
@@ -79,7 +131,8 @@ def run(cfg: DictConfig) -> dict:
         "teacher": module.teacher_identity,
     }
     if cfg.final_table and trainer.is_global_zero:
-        results["comparison"], table = comparison_table(module, datamodule, cfg.scale)
+        names = tuple(cfg.get("final_table_models") or ("bicubic", "teacher", "student"))
+        results["comparison"], table = comparison_table(module, datamodule, cfg.scale, names)
         print(table)
     if trainer.is_global_zero:
         path = _run_dir(cfg) / "results.json"

@@ -81,6 +81,33 @@ def measure_latency(
     return statistics.median(times)
 
 
+def latency_ratio(
+    reference: nn.Module,
+    candidate: nn.Module,
+    input_hw: tuple[int, int],
+    rounds: int = 7,
+    repeats: int = 10,
+    device: str = "cpu",
+) -> dict:
+    """``candidate`` time / ``reference`` time, measured in alternating rounds in one process
+    (so drift in clock speed or machine load hits both alike); the median over rounds."""
+    ratios, ref_ms, cand_ms = [], [], []
+    for i in range(rounds):
+        order = (reference, candidate) if i % 2 == 0 else (candidate, reference)
+        times = {id(m): measure_latency(m, input_hw, device, repeats=repeats) for m in order}
+        ref_ms.append(times[id(reference)])
+        cand_ms.append(times[id(candidate)])
+        ratios.append(cand_ms[-1] / ref_ms[-1])
+    return {
+        "ratio": statistics.median(ratios),
+        "reference_ms": statistics.median(ref_ms),
+        "candidate_ms": statistics.median(cand_ms),
+        "rounds": rounds,
+        "repeats": repeats,
+        "input_hw": list(input_hw),
+    }
+
+
 def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         line = next(line for line in f if line.startswith(field + ":"))

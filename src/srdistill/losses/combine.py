@@ -35,6 +35,22 @@ class WeightedLoss(nn.Module):
     def needs_discriminator(self) -> bool:
         return any(isinstance(term, GeneratorAdversarialLoss) for term in self.terms.values())
 
+    def _taps(self, side: str) -> list[str]:
+        names: dict[str, None] = {}
+        for term in self.terms.values():
+            names.update(dict.fromkeys(getattr(term, f"{side}_taps", ())))
+        return list(names)
+
+    @property
+    def student_taps(self) -> list[str]:
+        """Intermediate features of the student some term reads (``ctx.feats_s``)."""
+        return self._taps("student")
+
+    @property
+    def teacher_taps(self) -> list[str]:
+        """Intermediate features of the teacher some term reads (``ctx.feats_t``)."""
+        return self._taps("teacher")
+
     def forward(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted total and the unweighted value of every term (for logging)."""
         values = {name: term(ctx) for name, term in self.terms.items()}

@@ -9,7 +9,7 @@ from torch import nn
 
 
 class ExponentialMovingAverage(nn.Module):
-    """``ema <- decay * ema + (1 - decay) * live`` for parameters; buffers are copied."""
+    """``ema <- decay * ema + (1 - decay) * live`` for trainable parameters; buffers are copied."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         super().__init__()
@@ -22,9 +22,15 @@ class ExponentialMovingAverage(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        ema_params = list(self.module.parameters())
-        live_params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, live_params, 1.0 - self.decay)
+        # frozen weights (a LoRA base) never move, so only trainable ones are averaged
+        pairs = [
+            (ema, live.detach())
+            for ema, live in zip(self.module.parameters(), model.parameters(), strict=True)
+            if live.requires_grad
+        ]
+        if pairs:
+            ema_params, live_params = map(list, zip(*pairs, strict=True))
+            torch._foreach_lerp_(ema_params, live_params, 1.0 - self.decay)
         for ema_buf, buf in zip(self.module.buffers(), model.buffers(), strict=True):
             ema_buf.copy_(buf)
 

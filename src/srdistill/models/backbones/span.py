@@ -23,6 +23,12 @@ from srdistill.models.heads.upsample import DIV2K_RGB_MEAN
 from srdistill.models.taps import Recorder, TappableBackbone
 
 
+def _kernel(conv: nn.Conv2d) -> torch.Tensor:
+    """The kernel a conv applies (an adapted conv, e.g. ConvLoRA, exposes its own)."""
+    effective = getattr(conv, "effective_weight", None)
+    return effective() if callable(effective) else conv.weight
+
+
 class Conv3XC(nn.Module):
     """A 3x3 conv that trains as an expanded linear block and deploys as one conv."""
 
@@ -47,9 +53,9 @@ class Conv3XC(nn.Module):
         if self.reparameterized:
             return self.eval_conv.weight, self.eval_conv.bias
         first, middle, last = self.conv
-        w1, w2, w3 = first.weight[:, :, 0, 0], middle.weight, last.weight[:, :, 0, 0]
+        w1, w2, w3 = _kernel(first)[:, :, 0, 0], _kernel(middle), _kernel(last)[:, :, 0, 0]
         weight = torch.einsum("on,nmuv,mi->oiuv", w3, w2, w1)
-        weight = weight + F.pad(self.sk.weight, (1, 1, 1, 1))
+        weight = weight + F.pad(_kernel(self.sk), (1, 1, 1, 1))
         if not self.bias:
             return weight, None
         # The input is zero-padded before the first 1x1 conv, so its bias reaches every tap of

@@ -1,0 +1,15 @@
+"""Export a trained student as a plain weights file (see README.md, "Exporting")."""
+
+import hydra
+from omegaconf import DictConfig
+
+from srdistill.cli.export import main_from_cfg
+
+
+@hydra.main(config_path="conf", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    main_from_cfg(cfg)
+
+
+if __name__ == "__main__":
+    main()

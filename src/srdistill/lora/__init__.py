@@ -1,0 +1,1 @@
+"""Low-rank adapters (ConvLoRA) for frozen convolutional backbones, and merging them away."""
