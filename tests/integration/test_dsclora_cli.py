@@ -122,3 +122,29 @@ def test_averaging_without_a_student_checkpoint_is_one_line(tmp_path):
         f"hydra.run.dir={tmp_path}",
     )
     assert_one_line_error(proc, "student.ckpt")
+
+
+def test_training_form_span_exports_the_folded_slim_format(tmp_path):
+    train(
+        tmp_path / "run",
+        "backbone=span",
+        "loss=kd",
+        "scale=4",
+        "teacher.require_ckpt=false",
+        "student.arch.reparameterized=false",
+        "data.lr_patch_size=16",
+        "trainer.max_steps=2",
+        "final_table=false",
+    )
+    out = tmp_path / "student.pth"
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    proc = run_script("export.py", f"ckpt={ckpt}", f"out={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = read_state_dict(out)
+    assert all(".sk." not in k and ".conv." not in k for k in state)
+    plain = span_ch26()
+    plain.load_state_dict(state, strict=True)
+    trained = deployed_student(ckpt)
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), trained(x))

@@ -96,7 +96,7 @@ def _checkpoint_step(path: str | None) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True).get("global_step", 0))
 
 
-def fit_stages(cfg: DictConfig, module) -> tuple:
+def fit_stages(cfg: DictConfig, module, first_dataset) -> tuple:
     """Train through every stage; each later stage resumes the previous one's end checkpoint
     (optimisers, schedulers, EMA and step carry over). A resumed run skips finished stages."""
     loggers, ckpt_path = build_loggers(cfg), cfg.ckpt_path
@@ -105,7 +105,7 @@ def fit_stages(cfg: DictConfig, module) -> tuple:
     for i, stage_cfg in enumerate(stages):
         if done >= stage_cfg.trainer.max_steps and i < len(stages) - 1:
             continue
-        train_dataset = instantiate(stage_cfg.data.train)
+        train_dataset = first_dataset if i == 0 else instantiate(stage_cfg.data.train)
         datamodule = instantiate(stage_cfg.datamodule, train_dataset=train_dataset)
         trainer = build_trainer(stage_cfg, loggers)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -119,9 +119,11 @@ def run(cfg: DictConfig) -> dict:
     """Fit, validate once more, write and return ``results.json``'s content."""
     _quiet_expected_warnings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # the data is checked before any model is built or weights are read
+    first_dataset = instantiate(stage_configs(cfg)[0].data.train)
     module = build_module(cfg)
     start = time.perf_counter()
-    trainer, datamodule = fit_stages(cfg, module)
+    trainer, datamodule = fit_stages(cfg, module, first_dataset)
     metrics = final_validation(trainer, module, datamodule)
     results = {
         "val": metrics,
