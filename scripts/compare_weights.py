@@ -7,7 +7,20 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from srdistill.models.checkpoint import read_state_dict
+
+
+def convlora_rank(delta: torch.Tensor, rel_tol: float = 1e-3) -> str:
+    """Numerical rank of a conv kernel change viewed as ConvLoRA's (C_out*k, C_in*k) matrix."""
+    if delta.dim() != 4:
+        return ""
+    c_out, c_in, k, _ = delta.shape
+    singular = torch.linalg.svdvals(delta.reshape(c_out * k, c_in * k))
+    if singular[0] == 0:
+        return "0"
+    return f"{int((singular > rel_tol * singular[0]).sum())} of {min(c_out, c_in) * k}"
 
 
 def main() -> None:
@@ -19,10 +32,16 @@ def main() -> None:
     before, after = read_state_dict(args.before), read_state_dict(args.after)
     if set(before) != set(after):
         raise SystemExit(f"the files hold different keys: {sorted(set(before) ^ set(after))[:4]}")
-    print(f"| tensor | relative change | changed (> {args.changed:g}) |\n|---|---|---|")
+    print(
+        f"| tensor | relative change | changed (> {args.changed:g}) | rank of the change |\n"
+        "|---|---|---|---|"
+    )
     for key, old in before.items():
-        delta = (after[key].double() - old.double()).norm() / old.double().norm().clamp_min(1e-30)
-        print(f"| {key} | {delta.item():.2e} | {'yes' if delta > args.changed else 'no'} |")
+        delta = after[key].double() - old.double()
+        relative = delta.norm() / old.double().norm().clamp_min(1e-30)
+        changed = relative > args.changed
+        rank = convlora_rank(delta) if changed else ""
+        print(f"| {key} | {relative.item():.2e} | {'yes' if changed else 'no'} | {rank} |")
 
 
 if __name__ == "__main__":
