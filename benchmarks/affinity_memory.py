@@ -43,7 +43,7 @@ def _measure(args: dict, queue) -> None:
             "chunk_rows": args["chunk_rows"],
             "peak_growth_mb": round(peak - base, 1),
             "seconds": round(seconds, 2),
-            "loss": float(loss),
+            "loss": float(loss.detach()),
         }
     )
 

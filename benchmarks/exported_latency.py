@@ -1,7 +1,7 @@
 """Does an exported (merged) student cost exactly what its base network costs?
 
 Loads two weight files into the same architecture (e.g. SPAN-Tiny as released and the DSCLoRA
-export), checks parameter counts, and measures their latency ratio in alternating rounds in one
+export), checks parameter counts, and measures their latency ratio call by call, alternating, in one
 process. Target: parameters equal, |ratio - 1| <= 2%.
 
 python benchmarks/exported_latency.py --model span_ch26 \\
@@ -36,15 +36,14 @@ def main() -> None:
     parser.add_argument("--reference", required=True)
     parser.add_argument("--candidate", required=True)
     parser.add_argument("--hw", type=int, nargs=2, default=[256, 256], help="LR input size")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=100, help="forwards per model")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tolerance", type=float, default=0.02)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     reference, candidate = load(args.model, args.reference), load(args.model, args.candidate)
-    result = latency_ratio(reference, candidate, tuple(args.hw), args.rounds, args.repeats)
+    result = latency_ratio(reference, candidate, tuple(args.hw), args.calls)
     result.update(
         reference_params=count_parameters(reference),
         candidate_params=count_parameters(candidate),

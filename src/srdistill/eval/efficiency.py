@@ -81,29 +81,43 @@ def measure_latency(
     return statistics.median(times)
 
 
+def _forward_ms(model: nn.Module, x: torch.Tensor) -> float:
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000.0
+
+
+@torch.inference_mode()
 def latency_ratio(
     reference: nn.Module,
     candidate: nn.Module,
     input_hw: tuple[int, int],
-    rounds: int = 7,
-    repeats: int = 10,
+    calls: int = 100,
+    warmup: int = 3,
     device: str = "cpu",
 ) -> dict:
-    """``candidate`` time / ``reference`` time, measured in alternating rounds in one process
-    (so drift in clock speed or machine load hits both alike); the median over rounds."""
-    ratios, ref_ms, cand_ms = [], [], []
-    for i in range(rounds):
-        order = (reference, candidate) if i % 2 == 0 else (candidate, reference)
-        times = {id(m): measure_latency(m, input_hw, device, repeats=repeats) for m in order}
-        ref_ms.append(times[id(reference)])
-        cand_ms.append(times[id(candidate)])
-        ratios.append(cand_ms[-1] / ref_ms[-1])
+    """``candidate`` / ``reference`` median forward time, measured call by call in alternation
+    (the order flips every call) in one process, so drift in clock speed or machine load hits
+    both alike."""
+    models = [reference.to(device).eval(), candidate.to(device).eval()]
+    x = torch.rand(1, 3, *input_hw, generator=torch.Generator().manual_seed(0)).to(device)
+    for _ in range(warmup):
+        for model in models:
+            model(x)
+    times: list[list[float]] = [[], []]
+    for i in range(calls):
+        for j in (0, 1) if i % 2 == 0 else (1, 0):
+            times[j].append(_forward_ms(models[j], x))
+    ref_ms, cand_ms = statistics.median(times[0]), statistics.median(times[1])
     return {
-        "ratio": statistics.median(ratios),
-        "reference_ms": statistics.median(ref_ms),
-        "candidate_ms": statistics.median(cand_ms),
-        "rounds": rounds,
-        "repeats": repeats,
+        "ratio": cand_ms / ref_ms,
+        "reference_ms": ref_ms,
+        "candidate_ms": cand_ms,
+        "calls": calls,
         "input_hw": list(input_hw),
     }
 
