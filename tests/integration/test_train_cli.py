@@ -70,6 +70,17 @@ def test_bad_teacher_checkpoint_is_one_line(tmp_path):
     assert_one_line_error(proc, "teacher", "bad.pth")
 
 
+def test_resuming_from_a_file_that_pickles_code_is_refused(tmp_path):
+    import argparse
+
+    bad = tmp_path / "last.ckpt"
+    torch.save({"global_step": 1, "state": argparse.Namespace(x=1)}, bad)
+    proc = run_script(
+        "train.py", "experiment=smoke", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path}"
+    )
+    assert_one_line_error(proc, "ckpt_path", "last.ckpt")
+
+
 @pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     common = ["loss=mcad", "trainer.deterministic=true", "seed=3"]

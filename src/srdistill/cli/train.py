@@ -19,6 +19,7 @@ from srdistill.cli.common import exit_on_user_error
 from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table
 from srdistill.models.backbones.bicubic import Bicubic
+from srdistill.models.checkpoint import CheckpointError
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -91,9 +92,15 @@ def stage_configs(cfg: DictConfig) -> list[DictConfig]:
 
 
 def _checkpoint_step(path: str | None) -> int:
+    """The step a resumed run starts from; refuses files that are not plain tensors/containers."""
     if not path:
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True).get("global_step", 0))
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any reader failure is one line for the user
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"cannot resume from ckpt_path={path}: {first}") from err
+    return int(checkpoint.get("global_step", 0))
 
 
 def fit_stages(cfg: DictConfig, module, first_dataset) -> tuple:
@@ -108,7 +115,8 @@ def fit_stages(cfg: DictConfig, module, first_dataset) -> tuple:
         train_dataset = first_dataset if i == 0 else instantiate(stage_cfg.data.train)
         datamodule = instantiate(stage_cfg.datamodule, train_dataset=train_dataset)
         trainer = build_trainer(stage_cfg, loggers)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # run checkpoints hold tensors and plain containers only: never unpickle code
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if i < len(stages) - 1:
             ckpt_path = str(_run_dir(cfg) / "checkpoints" / f"stage{i + 1}-end.ckpt")
             trainer.save_checkpoint(ckpt_path)
