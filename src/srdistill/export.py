@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from srdistill.lora.merge import deployable
-from srdistill.models.checkpoint import CheckpointError
+from srdistill.models.checkpoint import CheckpointError, student_weights
 
 EXPORT_FORMATS = ("slim", "safetensors")
 
@@ -38,14 +38,6 @@ def read_run_checkpoint(path: str | Path) -> dict:
     return dict(raw)
 
 
-def _student_state(state: Mapping[str, torch.Tensor], use_ema: bool) -> dict:
-    for prefix in ("student_ema.module.", "student.") if use_ema else ("student.",):
-        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if picked:
-            return picked
-    raise CheckpointError("the checkpoint holds no student weights")
-
-
 def deployed_student(path: str | Path, use_ema: bool = True) -> nn.Module:
     """Rebuild the run's student and finish it as training's final evaluation did."""
     ckpt = read_run_checkpoint(path)
@@ -53,7 +45,7 @@ def deployed_student(path: str | Path, use_ema: bool = True) -> nn.Module:
     model = instantiate(build["arch"])
     if build.get("lora"):
         instantiate(build["lora"]).apply(model)
-    model.load_state_dict(_student_state(ckpt["state_dict"], use_ema), strict=True)
+    model.load_state_dict(student_weights(ckpt["state_dict"], use_ema, path), strict=True)
     return deployable(model, ckpt.get("pretrained_student"), build.get("average_weight")).eval()
 
 

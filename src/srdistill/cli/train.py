@@ -103,12 +103,11 @@ def _checkpoint_step(path: str | None) -> int:
     return int(checkpoint.get("global_step", 0))
 
 
-def fit_stages(cfg: DictConfig, module, first_dataset) -> tuple:
+def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset) -> tuple:
     """Train through every stage; each later stage resumes the previous one's end checkpoint
     (optimisers, schedulers, EMA and step carry over). A resumed run skips finished stages."""
     loggers, ckpt_path = build_loggers(cfg), cfg.ckpt_path
     done = _checkpoint_step(ckpt_path)
-    stages = stage_configs(cfg)
     for i, stage_cfg in enumerate(stages):
         if done >= stage_cfg.trainer.max_steps and i < len(stages) - 1:
             continue
@@ -128,10 +127,11 @@ def run(cfg: DictConfig) -> dict:
     _quiet_expected_warnings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # the data is checked before any model is built or weights are read
-    first_dataset = instantiate(stage_configs(cfg)[0].data.train)
+    stages = stage_configs(cfg)
+    first_dataset = instantiate(stages[0].data.train)
     module = build_module(cfg)
     start = time.perf_counter()
-    trainer, datamodule = fit_stages(cfg, module, first_dataset)
+    trainer, datamodule = fit_stages(cfg, stages, module, first_dataset)
     metrics = final_validation(trainer, module, datamodule)
     results = {
         "val": metrics,

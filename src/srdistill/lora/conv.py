@@ -30,6 +30,22 @@ def lora_scaling(rank: int, alpha: float, scaling: str = "lora") -> float:
     return alpha / rank if scaling == "lora" else alpha / math.sqrt(rank)
 
 
+def conv_hyperparameters(conv: nn.Conv2d) -> tuple[tuple, dict]:
+    """The constructor arguments that rebuild ``conv`` (shape, geometry, device, dtype)."""
+    args = (conv.in_channels, conv.out_channels, conv.kernel_size)
+    kwargs = {
+        "stride": conv.stride,
+        "padding": conv.padding,
+        "dilation": conv.dilation,
+        "groups": conv.groups,
+        "bias": conv.bias is not None,
+        "padding_mode": conv.padding_mode,
+        "device": conv.weight.device,
+        "dtype": conv.weight.dtype,
+    }
+    return args, kwargs
+
+
 class LoRAConv2d(nn.Conv2d):
     """A conv whose ``weight`` and ``bias`` are frozen and whose kernel is adapted by ``B @ A``.
 
@@ -72,20 +88,8 @@ class LoRAConv2d(nn.Conv2d):
     @classmethod
     def wrap(cls, conv: nn.Conv2d, **lora_kwargs) -> LoRAConv2d:
         """An adapted copy of ``conv`` (same hyper-parameters, same weights, same device)."""
-        adapted = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-            **lora_kwargs,
-        )
+        args, kwargs = conv_hyperparameters(conv)
+        adapted = cls(*args, **kwargs, **lora_kwargs)
         with torch.no_grad():
             adapted.weight.copy_(conv.weight)
             if conv.bias is not None:
@@ -133,19 +137,8 @@ class LoRAConv2d(nn.Conv2d):
     @torch.no_grad()
     def to_conv2d(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` computing what this adapted conv computes (the deployed layer)."""
-        plain = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
+        args, kwargs = conv_hyperparameters(self)
+        plain = nn.Conv2d(*args, **kwargs)
         plain.weight.copy_(self.effective_weight())
         if self.bias is not None:
             plain.bias.copy_(self.bias)

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from srdistill.lora.conv import LoRAConv2d
 from srdistill.lora.inject import lora_modules, replace_module
 
 
@@ -60,7 +59,3 @@ def deployable(
             raise ValueError("average_weight is set but no pre-trained reference weights exist")
         average_with(model, reference, average_weight)
     return fold_reparameterizable(model)
-
-
-def has_adapters(model: nn.Module) -> bool:
-    return any(isinstance(m, LoRAConv2d) for m in model.modules())

@@ -59,24 +59,32 @@ def affinity_l1(feat_s: torch.Tensor, feat_t: torch.Tensor, chunk_rows: int = 10
     return total / (n * hw * hw)
 
 
-class SpatialAffinityLoss(nn.Module):
-    """``L_SA = sum_l mean |A_S^l - A_T^l|`` over the tapped layers (same names in both nets)."""
+class _TappedFeatureLoss(nn.Module):
+    """A term reading the same named taps of student and teacher (``ctx.feats_s/feats_t``)."""
 
     needs_teacher = True
 
-    def __init__(self, taps: Sequence[str], chunk_rows: int = 1024) -> None:
+    def __init__(self, taps: Sequence[str]) -> None:
         super().__init__()
         if not taps:
-            raise ValueError("SpatialAffinityLoss needs at least one tap (e.g. block_1)")
-        if chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
-        self.taps, self.chunk_rows = list(taps), chunk_rows
+            raise ValueError(f"{type(self).__name__} needs at least one tap (e.g. block_1)")
+        self.taps = list(taps)
 
     @property
     def student_taps(self) -> list[str]:
         return self.taps
 
     teacher_taps = student_taps
+
+
+class SpatialAffinityLoss(_TappedFeatureLoss):
+    """``L_SA = sum_l mean |A_S^l - A_T^l|`` over the tapped layers (same names in both nets)."""
+
+    def __init__(self, taps: Sequence[str], chunk_rows: int = 1024) -> None:
+        super().__init__(taps)
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+        self.chunk_rows = chunk_rows
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         return sum(
@@ -84,26 +92,15 @@ class SpatialAffinityLoss(nn.Module):
         )
 
 
-class AlignedFeatureLoss(nn.Module):
+class AlignedFeatureLoss(_TappedFeatureLoss):
     """``sum_l mean |conv1x1_l(F_S^l) - F_T^l|``: the "w/o SA" ablation (a learned 1x1 conv per
     layer maps student channels to teacher channels; it trains with the student)."""
 
-    needs_teacher = True
-
     def __init__(self, taps: Sequence[str], student_channels: int, teacher_channels: int) -> None:
-        super().__init__()
-        if not taps:
-            raise ValueError("AlignedFeatureLoss needs at least one tap (e.g. block_1)")
-        self.taps = list(taps)
+        super().__init__(taps)
         self.align = nn.ModuleList(
             nn.Conv2d(student_channels, teacher_channels, 1) for _ in self.taps
         )
-
-    @property
-    def student_taps(self) -> list[str]:
-        return self.taps
-
-    teacher_taps = student_taps
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         return sum(

@@ -178,14 +178,20 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
     return model
 
 
-def network_weights_from_run(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
-    """The student's weights from a training-run checkpoint (the EMA copy when there is one)."""
-    raw = torch.load(path, map_location="cpu", weights_only=True) if Path(path).is_file() else None
-    if not isinstance(raw, Mapping) or "state_dict" not in raw:
-        raise CheckpointError(f"{path} is not a srdistill training checkpoint (no state_dict)")
-    state = raw["state_dict"]
+def student_weights(
+    state: Mapping[str, torch.Tensor], use_ema: bool = True, path: str | Path = "<memory>"
+) -> dict[str, torch.Tensor]:
+    """The student's tensors of a run's ``state_dict`` (the EMA copy when there is one)."""
     for prefix in ("student_ema.module.", "student.") if use_ema else ("student.",):
         picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if picked:
             return picked
     raise CheckpointError(f"{path} holds no student weights")
+
+
+def network_weights_from_run(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The student's weights from a training-run checkpoint (the EMA copy when there is one)."""
+    raw = torch.load(path, map_location="cpu", weights_only=True) if Path(path).is_file() else None
+    if not isinstance(raw, Mapping) or "state_dict" not in raw:
+        raise CheckpointError(f"{path} is not a srdistill training checkpoint (no state_dict)")
+    return student_weights(raw["state_dict"], use_ema, path)
