@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from srdistill.cli.common import run_hydra_main
 from srdistill.cli.efficiency import main_from_cfg
 
 
@@ -12,4 +13,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from srdistill.models.checkpoint import CheckpointError, load_weights
 
-USER_ERRORS = (CheckpointError, FileNotFoundError, ValueError)
+# OSError: a read-only folder, a full disk, a missing permission (messages name the path)
+USER_ERRORS = (CheckpointError, OSError, ValueError)
+COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException)
 
 
 def model_choice(group: str = "model") -> str:
@@ -30,12 +38,97 @@ def build_model(model_cfg: DictConfig, ckpt: str | None, name: str) -> nn.Module
     model = instantiate(model_cfg)
     if ckpt:
         load_weights(model, ckpt, model_name=name)
+        check_finite(model, f"{name} weights {ckpt}")
     return model
 
 
+def check_finite(model: nn.Module, what: str) -> None:
+    """Refuse a network with NaN/inf weights (a diverged run) instead of scoring or shipping it."""
+    state = model.state_dict()
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ValueError(
+            f"{what} hold non-finite values (NaN/inf) in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:3])}{more}; the run that made them diverged"
+        )
+
+
+def _one_line(text) -> str:
+    return "; ".join(line.strip().rstrip(".") for line in str(text).splitlines() if line.strip())
+
+
 def _fail(err: BaseException) -> None:
-    print(f"error: {err}", file=sys.stderr)
+    print(f"error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
     sys.exit(2)
+
+
+def check_scale(scale) -> int:
+    """The upscaling factor as a positive integer, or a one-line error naming ``scale=``."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale={scale!r}: give a positive integer upscaling factor (2, 3, 4, 8)")
+    return scale
+
+
+def _missing_keys(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return [prefix] if node == "???" else []
+    return [m for k, v in items for m in _missing_keys(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Every mandatory option (``???`` in conf/) is given, before anything is read or built."""
+    missing = sorted(_missing_keys(OmegaConf.to_container(cfg, resolve=False)))
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} not set: give {'it' if len(missing) == 1 else 'them'} on the "
+            f"command line, e.g. {missing[0]}=<value>"
+        )
+
+
+def check_input_files(cfg: DictConfig, options: tuple[str, ...]) -> None:
+    """Each named file option that is set points at an existing file."""
+    for option in options:
+        value = OmegaConf.select(cfg, option)
+        if value and not os.path.isfile(str(value)):
+            raise FileNotFoundError(f"{option}={value}: no such file; check the path")
+
+
+def composition_message(err: Exception) -> str:
+    """A Hydra composition error as one line, with the valid options when Hydra knows them."""
+    if isinstance(err, MissingConfigException) and err.options:
+        first = str(err).strip().splitlines()[0]
+        return f"{first}; available options: {', '.join(err.options)}"
+    cause = f"; {str(err.__cause__).splitlines()[0]}" if err.__cause__ is not None else ""
+    first = _one_line(str(err).split("\nSee https://")[0])
+    return f"{first}{cause}"
+
+
+def run_hydra_main(hydra_main: Callable[[], object]) -> None:
+    """Run a ``@hydra.main`` function; a bad override or config name is one line and exit 2.
+
+    Hydra itself prints such errors over several lines with exit 1. With ``HYDRA_FULL_ERROR``
+    set it raises them instead, which lets us report them like every other user error (and
+    errors of the job itself are already handled by ``exit_on_user_error``).
+    """
+    user_wants_traces = "HYDRA_FULL_ERROR" in os.environ
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        hydra_main()
+    except COMPOSITION_ERRORS as err:
+        if user_wants_traces:
+            raise
+        print(f"error: {composition_message(err)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # Hydra could not create the run folder (job errors exit earlier)
+        if user_wants_traces:
+            raise
+        print(f"error: cannot create the output folder: {err}; set hydra.run.dir", file=sys.stderr)
+        sys.exit(2)
 
 
 def exit_on_user_error(func: Callable) -> Callable:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from srdistill.cli.common import exit_on_user_error, model_choice
+from srdistill.cli.common import check_scale, exit_on_user_error, model_choice
 from srdistill.eval.efficiency import efficiency_report
+from srdistill.outputs import ensure_writable_file, write_json
 
 
 def run(cfg: DictConfig) -> dict:
+    check_scale(cfg.scale)
+    if cfg.out:
+        ensure_writable_file(cfg.out, "out")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     model = instantiate(cfg.model)
@@ -37,7 +38,7 @@ def run(cfg: DictConfig) -> dict:
             f"({result['threads']} threads): {report.latency_ms:.1f} ms; peak memory {memory}"
         )
     if cfg.out:
-        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(cfg.out, result, "out")
     return result
 
 

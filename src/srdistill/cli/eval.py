@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from srdistill.cli.common import build_model, exit_on_user_error, model_choice
+from srdistill.cli.common import build_model, check_scale, exit_on_user_error, model_choice
 from srdistill.data.samples import VAL_SET, materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table, resolve_sets
+from srdistill.outputs import ensure_writable_file, write_json
 
 
 def benchmark_root_and_sets(data_cfg: DictConfig) -> tuple[Path, list[str]]:
@@ -22,7 +22,10 @@ def benchmark_root_and_sets(data_cfg: DictConfig) -> tuple[Path, list[str]]:
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.model`` (weights ``cfg.ckpt``) and return ``{set: metrics}``."""
-    root, sets = benchmark_root_and_sets(cfg.data)  # cheap checks before loading anything
+    check_scale(cfg.scale)  # cheap checks before loading anything
+    if cfg.out:
+        ensure_writable_file(cfg.out, "out")
+    root, sets = benchmark_root_and_sets(cfg.data)
     name = model_choice()
     model = build_model(cfg.model, cfg.ckpt, name)
     results = evaluate_benchmarks(
@@ -37,8 +40,7 @@ def run(cfg: DictConfig) -> dict:
     )
     print(format_table(results, f"{name} x{cfg.scale}" + (f" ({cfg.ckpt})" if cfg.ckpt else "")))
     if cfg.out:
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(cfg.out, results, "out")
     return results
 
 

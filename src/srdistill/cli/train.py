@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -14,12 +15,27 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from srdistill.cli.builders import build_loggers, build_module, build_trainer, config_hash
-from srdistill.cli.common import exit_on_user_error
+from srdistill.cli.builders import (
+    build_loggers,
+    build_loss,
+    build_module,
+    build_trainer,
+    config_hash,
+)
+from srdistill.cli.common import (
+    check_input_files,
+    check_required,
+    check_scale,
+    exit_on_user_error,
+    model_choice,
+)
 from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table
 from srdistill.models.backbones.bicubic import Bicubic
 from srdistill.models.checkpoint import CheckpointError
+from srdistill.outputs import ensure_writable_dir
+
+log = logging.getLogger(__name__)
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -73,10 +89,14 @@ def _quiet_expected_warnings() -> None:
 
 
 def stage_configs(cfg: DictConfig) -> list[DictConfig]:
-    """One config per training stage, each with its ``trainer.max_steps`` and patch size."""
+    """One config per training stage, each with its ``trainer.max_steps`` and patch size.
+
+    ``trainer.max_steps`` caps the stages (a 20-step check of a staged recipe runs 20 steps), and
+    the log says which stages were shortened or dropped.
+    """
     if not cfg.get("stages"):
         return [cfg]
-    stages, previous = [], 0
+    stages, previous, cap = [], 0, int(cfg.trainer.max_steps)
     for i, stage in enumerate(cfg.stages):
         until, patch = int(stage.until_step), int(stage.lr_patch_size)
         if until <= previous or patch < 1:
@@ -84,11 +104,50 @@ def stage_configs(cfg: DictConfig) -> list[DictConfig]:
                 f"stages[{i}]: until_step must increase ({until} after {previous}) and "
                 f"lr_patch_size be positive ({patch})"
             )
+        if previous >= cap:
+            log.warning("trainer.max_steps=%d: stage %d (until %d) is skipped", cap, i + 1, until)
+            break
+        if until > cap:
+            log.warning("trainer.max_steps=%d caps stage %d (until step %d)", cap, i + 1, until)
         stage_cfg = copy.deepcopy(cfg)
-        stage_cfg.trainer.max_steps, stage_cfg.data.lr_patch_size = until, patch
+        stage_cfg.trainer.max_steps, stage_cfg.data.lr_patch_size = min(until, cap), patch
         stages.append(stage_cfg)
         previous = until
     return stages
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one: say which option to change, before any work."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer={model_choice('trainer')} uses accelerator={accelerator} but no CUDA GPU "
+            "is available here; add trainer=cpu (or trainer.accelerator=auto)"
+        )
+
+
+def check_outputs(cfg: DictConfig) -> None:
+    """The run folder and every checkpoint folder are writable, before any data is read."""
+    ensure_writable_dir(_run_dir(cfg), "hydra.run.dir")
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback is not None and callback.get("dirpath"):
+            ensure_writable_dir(callback.dirpath, f"callbacks.{name}.dirpath")
+
+
+def check_batch_fits_loss(cfg: DictConfig, stages: list[DictConfig]) -> None:
+    """Batch and patch sizes the loss terms need (image InfoNCE: 2 images; patch windows)."""
+    loss = build_loss(cfg.loss)
+    if cfg.batch_size < loss.min_batch_size:
+        raise ValueError(
+            f"batch_size={cfg.batch_size}: loss={model_choice('loss')} needs at least "
+            f"{loss.min_batch_size} images per batch (image-level InfoNCE negatives)"
+        )
+    hr_patch = min(int(stage.data.lr_patch_size) for stage in stages) * int(cfg.scale)
+    if hr_patch < loss.min_hr_patch_size:
+        raise ValueError(
+            f"data.lr_patch_size x scale = {hr_patch} HR pixels is smaller than the loss's "
+            f"{loss.min_hr_patch_size}-pixel patch windows; raise data.lr_patch_size"
+        )
 
 
 def _checkpoint_step(path: str | None) -> int:
@@ -125,9 +184,15 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
 def run(cfg: DictConfig) -> dict:
     """Fit, validate once more, write and return ``results.json``'s content."""
     _quiet_expected_warnings()
+    check_required(cfg)
+    check_scale(cfg.scale)
+    check_input_files(cfg, ("teacher.ckpt", "student.ckpt", "ckpt_path"))
+    check_accelerator(cfg)
+    check_outputs(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # the data is checked before any model is built or weights are read
     stages = stage_configs(cfg)
+    check_batch_fits_loss(cfg, stages)
     first_dataset = instantiate(stages[0].data.train)
     module = build_module(cfg)
     start = time.perf_counter()

@@ -24,6 +24,18 @@ def _rules(targets: Sequence[Mapping]) -> list[tuple[re.Pattern, dict]]:
     return rules
 
 
+def _check_rank(name: str, conv: nn.Conv2d, rank: int) -> None:
+    """A rank above min(C_out, C_in/groups) adds parameters but no expressiveness: the kernel
+    update ``B @ A`` of shape (C_out*k, C_in/groups*k) cannot have rank above k times that."""
+    limit = min(conv.out_channels, conv.in_channels // conv.groups)
+    if rank > limit:
+        raise ValueError(
+            f"lora.targets: rank {rank} for conv {name} exceeds its limit {limit} "
+            f"(min of {conv.out_channels} output and {conv.in_channels // conv.groups} input "
+            "channels per group); lower the rank"
+        )
+
+
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
@@ -85,6 +97,8 @@ class LoRASpec:
                 f"lora.targets pattern(s) {unused} match no Conv2d of {type(model).__name__}; "
                 f"conv names look like {convs}"
             )
+        for name, conv in found.items():
+            _check_rank(name, conv, self.match(name)["rank"])
         if self.freeze_base:
             model.requires_grad_(False)
         adapters = {}

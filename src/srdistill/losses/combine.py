@@ -35,6 +35,16 @@ class WeightedLoss(nn.Module):
     def needs_discriminator(self) -> bool:
         return any(isinstance(term, GeneratorAdversarialLoss) for term in self.terms.values())
 
+    @property
+    def min_batch_size(self) -> int:
+        """The smallest batch every term works with (image-level InfoNCE needs two)."""
+        return max((getattr(t, "min_batch_size", 1) for t in self.terms.values()), default=1)
+
+    @property
+    def min_hr_patch_size(self) -> int:
+        """The smallest HR training patch every term works with (patch-level windows)."""
+        return max((getattr(t, "min_hr_patch_size", 1) for t in self.terms.values()), default=1)
+
     def _taps(self, side: str) -> list[str]:
         names: dict[str, None] = {}
         for term in self.terms.values():

@@ -187,11 +187,21 @@ class MultiScaleContrastiveLoss(nn.Module):
                 p.requires_grad_(False)
         self.last_terms: dict[str, torch.Tensor] = {}
 
+    @property
+    def min_batch_size(self) -> int:
+        """Image-level negatives are the other images of the batch."""
+        return 2 if self.img_weight else 1
+
+    @property
+    def min_hr_patch_size(self) -> int:
+        """Patch windows are cut from the HR-sized outputs."""
+        return self.patch_size if self.patch_weight else 1
+
     def image_loss(self, sr_s: torch.Tensor, sr_t: torch.Tensor) -> torch.Tensor:
         if sr_s.shape[0] < 2:
             raise ValueError(
                 "image-level InfoNCE needs batch size >= 2 (negatives come from the "
-                "batch); raise data.batch_size or set img_weight=0"
+                "batch); raise batch_size or set img_weight=0"
             )
         z_s, z_t = self.img_head(sr_s), self.img_head(sr_t)
         return info_nce(z_s, z_t, self.temperature(), self.include_positive).mean()

@@ -21,7 +21,7 @@ DSCLORA_TARGETS = [
 
 def small_span(**kwargs):
     torch.manual_seed(0)
-    return SPAN(scale=2, feature_channels=6, **kwargs)
+    return SPAN(scale=2, feature_channels=8, **kwargs)  # rank 8 fits
 
 
 def trainable(model):

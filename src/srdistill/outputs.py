@@ -1,0 +1,92 @@
+"""Writing results safely: output places are checked before any work, files appear atomically.
+
+A long evaluation or training run must not end in a traceback because ``out=`` points at a
+read-only folder, and a crash or a full disk in the middle of a write must never leave a truncated
+file where a complete one stood. Every file is written to a temporary name in its own folder and
+moved into place with ``os.replace`` (atomic on POSIX within one filesystem), so readers see the
+previous version or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class OutputError(OSError):
+    """An output place that cannot be written; the message is one line naming the path."""
+
+
+def _describe(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def ensure_writable_dir(folder: str | Path, option: str) -> Path:
+    """Create ``folder`` if needed and prove it writable with a probe file, before any work."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f"{option}: cannot write to folder {folder} ({_describe(err)}); choose a writable place"
+        ) from err
+    return folder
+
+
+def ensure_writable_file(path: str | Path, option: str) -> Path:
+    """Check that ``path`` can be (re)written: its folder is writable and it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option}={path} is a folder; give a file name")
+    ensure_writable_dir(path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{option}: file {path} is read-only; choose another name")
+    return path
+
+
+@contextmanager
+def _temporary_beside(path: Path):
+    """A temporary file name next to ``path``; removed unless it was moved into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None], option: str = "output") -> Path:
+    """Call ``write(tmp)`` then move ``tmp`` onto ``path``; an ``OSError`` names ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _temporary_beside(path) as tmp:
+            write(tmp)
+            os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"{option}: cannot write {path} ({_describe(err)})") from err
+    return path
+
+
+def json_safe(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN/inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data, option: str = "out") -> Path:
+    """Strict JSON (a missing or non-finite number is ``null``), written atomically."""
+    text = json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text), option)
