@@ -8,21 +8,16 @@ import sys
 from collections.abc import Callable
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import (
-    ConfigCompositionException,
-    InstantiationException,
-    MissingConfigException,
-    OverrideParseException,
-)
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from srdistill.cli.app import one_line
 from srdistill.models.checkpoint import CheckpointError, load_weights
 
 # OSError: a read-only folder, a full disk, a missing permission (messages name the path)
 USER_ERRORS = (CheckpointError, OSError, ValueError)
-COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException)
 
 
 def model_choice(group: str = "model") -> str:
@@ -54,12 +49,8 @@ def check_finite(model: nn.Module, what: str) -> None:
         )
 
 
-def _one_line(text) -> str:
-    return "; ".join(line.strip().rstrip(".") for line in str(text).splitlines() if line.strip())
-
-
 def _fail(err: BaseException) -> None:
-    print(f"error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
+    print(f"error: {one_line(err) or type(err).__name__}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -96,39 +87,6 @@ def check_input_files(cfg: DictConfig, options: tuple[str, ...]) -> None:
         value = OmegaConf.select(cfg, option)
         if value and not os.path.isfile(str(value)):
             raise FileNotFoundError(f"{option}={value}: no such file; check the path")
-
-
-def composition_message(err: Exception) -> str:
-    """A Hydra composition error as one line, with the valid options when Hydra knows them."""
-    if isinstance(err, MissingConfigException) and err.options:
-        first = str(err).strip().splitlines()[0]
-        return f"{first}; available options: {', '.join(err.options)}"
-    cause = f"; {str(err.__cause__).splitlines()[0]}" if err.__cause__ is not None else ""
-    first = _one_line(str(err).split("\nSee https://")[0])
-    return f"{first}{cause}"
-
-
-def run_hydra_main(hydra_main: Callable[[], object]) -> None:
-    """Run a ``@hydra.main`` function; a bad override or config name is one line and exit 2.
-
-    Hydra itself prints such errors over several lines with exit 1. With ``HYDRA_FULL_ERROR``
-    set it raises them instead, which lets us report them like every other user error (and
-    errors of the job itself are already handled by ``exit_on_user_error``).
-    """
-    user_wants_traces = "HYDRA_FULL_ERROR" in os.environ
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    try:
-        hydra_main()
-    except COMPOSITION_ERRORS as err:
-        if user_wants_traces:
-            raise
-        print(f"error: {composition_message(err)}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as err:  # Hydra could not create the run folder (job errors exit earlier)
-        if user_wants_traces:
-            raise
-        print(f"error: cannot create the output folder: {err}; set hydra.run.dir", file=sys.stderr)
-        sys.exit(2)
 
 
 def exit_on_user_error(func: Callable) -> Callable:

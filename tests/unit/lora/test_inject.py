@@ -180,3 +180,10 @@ def test_edsr_with_adapters_deploys_to_plain_edsr_keys():
         torch.testing.assert_close(deployed(x), before, atol=1e-5, rtol=1e-5)
     plain = EDSR(scale=2, num_feat=8, num_block=2)
     plain.load_state_dict(deployed.state_dict(), strict=True)
+
+
+def test_a_rank_above_what_the_layer_can_use_is_refused():
+    # SPAN's 8-channel convs: an update of rank above 8 per kernel row adds nothing but parameters
+    with pytest.raises(ValueError, match=r"rank 9 for conv block_1\.c1_r\.eval_conv .* limit 8"):
+        LoRASpec([{"pattern": r"block_1\.c1_r\.eval_conv", "rank": 9}]).apply(small_span())
+    LoRASpec([{"pattern": r"block_1\.c1_r\.eval_conv", "rank": 8}]).apply(small_span())

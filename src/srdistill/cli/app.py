@@ -1,0 +1,56 @@
+"""Running a Hydra entry point: composition errors as one line, without loading torch first.
+
+The root scripts import this module only, and the job's own module inside the Hydra main function,
+so a mistyped option is reported in the time Hydra takes to compose (about a second).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from hydra.errors import (
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+)
+
+COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException)
+
+
+def one_line(text) -> str:
+    return "; ".join(line.strip().rstrip(".") for line in str(text).splitlines() if line.strip())
+
+
+def composition_message(err: Exception) -> str:
+    """A Hydra composition error as one line, with the valid options when Hydra knows them."""
+    if isinstance(err, MissingConfigException) and err.options:
+        first = str(err).strip().splitlines()[0]
+        return f"{first}; available options: {', '.join(err.options)}"
+    cause = f"; {str(err.__cause__).splitlines()[0]}" if err.__cause__ is not None else ""
+    first = one_line(str(err).split("\nSee https://")[0])
+    return f"{first}{cause}"
+
+
+def run_hydra_main(hydra_main: Callable[[], object]) -> None:
+    """Run a ``@hydra.main`` function; a bad override or config name is one line and exit 2.
+
+    Hydra itself prints such errors over several lines with exit 1. With ``HYDRA_FULL_ERROR``
+    set it raises them instead, which lets us report them like every other user error (and
+    errors of the job itself are already handled by ``exit_on_user_error``).
+    """
+    user_wants_traces = "HYDRA_FULL_ERROR" in os.environ
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        hydra_main()
+    except COMPOSITION_ERRORS as err:
+        if user_wants_traces:
+            raise
+        print(f"error: {composition_message(err)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # Hydra could not create the run folder (job errors exit earlier)
+        if user_wants_traces:
+            raise
+        print(f"error: cannot create the output folder: {err}; set hydra.run.dir", file=sys.stderr)
+        sys.exit(2)

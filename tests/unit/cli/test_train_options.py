@@ -1,0 +1,48 @@
+"""Options of train.py checked before any work: stages under a step cap, required options."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from srdistill.cli.common import check_required, check_scale
+from srdistill.cli.train import stage_configs
+from tests.helpers.configs import compose_config
+
+
+def _stages(*overrides: str):
+    cfg = compose_config("train", ["experiment=dsclora", "data.root=/data", *overrides])
+    return stage_configs(cfg)
+
+
+def test_stages_follow_the_recipe_when_max_steps_covers_them():
+    stages = _stages()
+    assert [(s.trainer.max_steps, s.data.lr_patch_size) for s in stages] == [
+        (100000, 64),
+        (150000, 96),
+    ]
+
+
+def test_max_steps_caps_the_stages_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="srdistill.cli.train"):
+        stages = _stages("trainer.max_steps=20")
+    assert [(s.trainer.max_steps, s.data.lr_patch_size) for s in stages] == [(20, 64)]
+    assert "caps stage 1" in caplog.text and "stage 2" in caplog.text
+
+
+def test_max_steps_inside_the_second_stage_shortens_only_that_one():
+    stages = _stages("trainer.max_steps=120000")
+    assert [s.trainer.max_steps for s in stages] == [100000, 120000]
+
+
+def test_required_options_are_named_together():
+    cfg = compose_config("train", ["experiment=dsclora"])
+    with pytest.raises(ValueError, match=r"^data\.root not set"):
+        check_required(cfg)
+
+
+@pytest.mark.parametrize("scale", [0, -1, "4", 2.0, True, None])
+def test_scale_must_be_a_positive_integer(scale):
+    with pytest.raises(ValueError, match="scale="):
+        check_scale(scale)

@@ -1,0 +1,52 @@
+"""Outputs: checked before work, written atomically, strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from srdistill.outputs import (
+    OutputError,
+    ensure_writable_dir,
+    ensure_writable_file,
+    write_atomic,
+    write_json,
+)
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "results.json"
+    target.write_text("previous")
+
+    def half_written(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"results\.json .*No space left"):
+        write_atomic(target, half_written)
+    assert target.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_json_is_strict_and_non_finite_numbers_become_null(tmp_path):
+    path = write_json(tmp_path / "r.json", {"psnr": math.nan, "nested": [1.5, math.inf], "n": 3})
+    text = path.read_text()
+    assert json.loads(text) == {"psnr": None, "nested": [1.5, None], "n": 3}
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_an_output_below_a_file_is_refused_with_the_option_name(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=r"^out: cannot write to folder .*file"):
+        ensure_writable_file(blocker / "r.json", "out")
+    with pytest.raises(OutputError, match=r"^hydra\.run\.dir: "):
+        ensure_writable_dir(blocker / "run", "hydra.run.dir")
+
+
+def test_the_writability_probe_leaves_nothing_behind(tmp_path):
+    ensure_writable_dir(tmp_path / "new" / "folder", "out")
+    assert list((tmp_path / "new" / "folder").iterdir()) == []
