@@ -3,7 +3,7 @@
 Every image is opened and checked without a full decode: PNG chunks are read and their CRCs checked
 (PIL ``verify``), JPEGs are decoded at 1/8 scale (libjpeg still reads every entropy-coded segment,
 so a cut-off file fails), other formats are decoded. On the 148 photos of ``shared/data/train``
-this takes about 0.2 s, a fifth of a full decode.
+the checks take 0.16 s against 0.51 s for a full decode (0.3 s for the whole constructor).
 """
 
 from __future__ import annotations
