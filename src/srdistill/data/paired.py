@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
+from srdistill.data.validation import BAD_IMAGE_POLICIES, describe_bad_images, find_bad_images
 
 
 def _index_lr_folder(lr_root: Path, scale: int) -> dict[str, Path]:
@@ -72,9 +74,14 @@ class PairedImageDataset(Dataset):
         lr_cache_dir: str | Path | None = None,
         augment: bool = True,
         repeat: int = 1,
+        on_bad_image: str = "error",
     ) -> None:
         if scale < 1 or lr_patch_size < 1 or repeat < 1:
             raise ValueError("scale, lr_patch_size and repeat must be positive integers")
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(
+                f"data.on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}"
+            )
         self.hr_root = Path(hr_root)
         self.hr_files = list_images(self.hr_root)
         self.scale, self.patch, self.augment, self.repeat = scale, lr_patch_size, augment, repeat
@@ -86,8 +93,28 @@ class PairedImageDataset(Dataset):
                     f"LR folder {lr_root} has no '<name>x{scale}' file for {len(missing)} HR "
                     f"images (first: {missing[0]}); fix lr_root or leave it null to generate LR"
                 )
+        self._drop_bad_images(on_bad_image)
         self.cache_dir = self._cache_dir(lr_cache_dir)
         self._memory_cache: dict[int, np.ndarray] = {}
+
+    def _lr_file(self, hr_path: Path) -> Path | None:
+        return self.lr_files[hr_path.stem] if self.lr_files is not None else None
+
+    def _drop_bad_images(self, on_bad_image: str) -> None:
+        """Check every pair before training: all problems are reported at once, not when drawn."""
+        lr_files = [self._lr_file(p) for p in self.hr_files]
+        problems = find_bad_images(self.hr_files, lr_files, self.scale, self.patch)
+        if not problems:
+            return
+        summary = describe_bad_images(problems)
+        if on_bad_image == "error" or len(problems) == len(self.hr_files):
+            raise ValueError(
+                f"training data {self.hr_root}: {summary}; fix or remove them, or set "
+                f"data.on_bad_image=skip to train without them"
+                + ("" if on_bad_image == "error" else " (here none would be left)")
+            )
+        warnings.warn(f"training data {self.hr_root}: skipping {summary}", stacklevel=2)
+        self.hr_files = [p for p in self.hr_files if p not in problems]
 
     def _cache_dir(self, lr_cache_dir: str | Path | None) -> Path | None:
         if lr_cache_dir is None:
@@ -98,33 +125,58 @@ class PairedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.hr_files) * self.repeat
 
-    def _generated_lr(self, index: int, hr: np.ndarray) -> np.ndarray:
+    def lr_cache_path(self, index: int) -> Path:
+        """Where the generated LR of HR image ``index`` is cached on disk.
+
+        The name carries the HR file's size and mtime_ns, so replacing an HR image (same name,
+        new content) makes a new entry rather than serving the old LR. A content hash would be
+        exact but reads every HR file in full each time a run starts; size and mtime change with
+        any copy or save, and the size check in ``load_pair`` catches a stale entry of another
+        size even where a tool preserved both.
+        """
+        if self.cache_dir is None:
+            raise ValueError("this dataset has no lr_cache_dir")
+        path = self.hr_files[index]
+        stat = path.stat()
+        relative = path.relative_to(self.hr_root)
+        # the full name (suffix included) keeps a.png and a.jpg apart
+        name = f"{relative.name}.{stat.st_size}-{stat.st_mtime_ns}x{self.scale}.png"
+        return self.cache_dir / relative.parent / name
+
+    def _generated_lr(self, index: int, hr: np.ndarray) -> tuple[np.ndarray, Path | None]:
+        """The LR made from ``hr`` and the cache file it was read from or written to."""
         if self.cache_dir is None:
             if index not in self._memory_cache:
                 self._memory_cache[index] = imresize(hr, scale=1.0 / self.scale)
-            return self._memory_cache[index]
-        relative = self.hr_files[index].relative_to(self.hr_root)
-        # the full name (suffix included) keeps a.png and a.jpg apart
-        cached = self.cache_dir / relative.parent / f"{relative.name}x{self.scale}.png"
+            return self._memory_cache[index], None
+        cached = self.lr_cache_path(index)
         if cached.exists():
-            return read_rgb(cached)[0]
+            return read_rgb(cached)[0], cached
         lr = imresize(hr, scale=1.0 / self.scale)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}.tmp")
         Image.fromarray(lr).save(tmp, format="PNG")
         tmp.replace(cached)
-        return lr
+        return lr, cached
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The whole mod-cropped HR image and its LR, uint8 (H, W, 3)."""
+        """The whole mod-cropped HR image and its LR, uint8 (H, W, 3).
+
+        Whatever the LR comes from (LR folder, disk cache, generated), it must be exactly the
+        HR size / scale; a mismatch names both files."""
         path = self.hr_files[index]
         hr = mod_crop(read_rgb(path)[0], self.scale)
-        if self.lr_files is None:
-            return self._generated_lr(index, hr), hr
-        lr = read_rgb(self.lr_files[path.stem])[0]
+        lr_path = self._lr_file(path)
+        if lr_path is None:
+            lr, lr_path = self._generated_lr(index, hr)
+        else:
+            lr = read_rgb(lr_path)[0]
         if lr.shape[0] * self.scale != hr.shape[0] or lr.shape[1] * self.scale != hr.shape[1]:
+            source = lr_path if lr_path is not None else "generated LR"
             raise ValueError(
-                f"{self.lr_files[path.stem]}: LR size does not match HR {path} / {self.scale}"
+                f"{source}: LR size {lr.shape[0]}x{lr.shape[1]} does not match HR {path} "
+                f"({hr.shape[0]}x{hr.shape[1]} after mod-crop) / {self.scale}; delete or "
+                f"replace the LR file"
             )
         return lr, hr
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from srdistill.data.benchmark import STANDARD_SETS, BenchmarkDataset, available_sets
-from srdistill.eval.tiling import tiled_forward
+from srdistill.eval.tiling import check_tiling, tiled_forward
 from srdistill.metrics.sr import PSNR, SSIM
 
 
@@ -42,7 +42,10 @@ def evaluate_set(
     tile_overlap: int = 32,
     gray_as_luma: bool = False,
 ) -> dict[str, float | int]:
-    """PSNR/SSIM on Y and PSNR on RGB over one set, whole images one at a time."""
+    """PSNR/SSIM on Y and PSNR on RGB over one set, whole images one at a time.
+
+    The output is kept as uint8 (what the metrics quantise it to anyway) and the metrics work in
+    row strips, so with ``tile`` set the peak memory is the images in 8 bits plus one tile."""
     scale = dataset.scale
     # A local evaluation (possibly on one rank of a DDP job): never synchronise across processes.
     local = {"sync_on_compute": False}
@@ -55,7 +58,7 @@ def evaluate_set(
     loader = DataLoader(dataset, batch_size=1, num_workers=0, collate_fn=lambda items: items[0])
     for item in loader:
         lq = item["lq"].unsqueeze(0).to(device)
-        sr = tiled_forward(model, lq, scale, tile, tile_overlap).float().cpu()
+        sr = tiled_forward(model, lq, scale, tile, tile_overlap, to_uint8=True).cpu()
         gt, gray = item["gt"].unsqueeze(0), torch.tensor([item["gray"]])
         for metric in metrics.values():
             metric.update(sr, gt, gray)
@@ -73,11 +76,13 @@ def evaluate_benchmarks(
     **kwargs,
 ) -> dict[str, dict]:
     """``{set: {"psnr", "ssim", "psnr_rgb", "images", "seconds"}}`` for each set."""
+    check_tiling(kwargs.get("tile"), kwargs.get("tile_overlap", 32))
     model = model.to(device)
     results = {}
     for name in sets:
         start = time.perf_counter()
-        results[name] = evaluate_set(model, BenchmarkDataset(root, name, scale), device, **kwargs)
+        dataset = BenchmarkDataset(root, name, scale, gt_uint8=True)
+        results[name] = evaluate_set(model, dataset, device, **kwargs)
         results[name]["seconds"] = round(time.perf_counter() - start, 2)
     return results
 

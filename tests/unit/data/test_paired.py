@@ -200,20 +200,28 @@ class TestImageDiscovery:
         assert str(tmp_path / "LR") in message
         assert "0002.png" in message and "2 HR" in message
 
-    def test_lr_of_wrong_size_names_the_file(self, tmp_path):
+    def test_lr_of_wrong_size_names_the_file_when_built(self, tmp_path):
         write_png(tmp_path / "HR" / "0001.png", noise((16, 16, 3), seed=12))
         write_png(tmp_path / "LR" / "0001x2.png", noise((8, 7, 3), seed=13))
-        ds = PairedImageDataset(tmp_path / "HR", 2, 4, lr_root=tmp_path / "LR")
         with pytest.raises(ValueError, match=re.escape(str(tmp_path / "LR" / "0001x2.png"))):
-            ds.load_pair(0)
+            PairedImageDataset(tmp_path / "HR", 2, 4, lr_root=tmp_path / "LR")
 
     def test_lr_of_wrong_size_by_one_pixel(self, tmp_path):
         # HR 17x16 is mod-cropped to 16x16 at x2; an LR of 9x8 (ceil) does not match
         write_png(tmp_path / "HR" / "0001.png", noise((17, 16, 3), seed=14))
         write_png(tmp_path / "LR" / "0001x2.png", noise((9, 8, 3), seed=15))
+        with pytest.raises(ValueError, match="0001x2.png.* is 9x8, not 8x8"):
+            PairedImageDataset(tmp_path / "HR", 2, 4, lr_root=tmp_path / "LR")
+
+    def test_lr_replaced_after_building_is_caught_when_served(self, tmp_path):
+        write_png(tmp_path / "HR" / "0001.png", noise((16, 16, 3), seed=12))
+        lr_path = write_png(tmp_path / "LR" / "0001x2.png", noise((8, 8, 3), seed=13))
         ds = PairedImageDataset(tmp_path / "HR", 2, 4, lr_root=tmp_path / "LR")
-        with pytest.raises(ValueError, match="0001x2.png"):
+        write_png(lr_path, noise((8, 7, 3), seed=13))
+        with pytest.raises(ValueError) as err:
             ds.load_pair(0)
+        message = str(err.value)
+        assert str(lr_path) in message and str(tmp_path / "HR" / "0001.png") in message
 
 
 class TestGeneratedLR:
@@ -246,7 +254,9 @@ class TestGeneratedLR:
         first = PairedImageDataset(hr_root, 4, 4, lr_cache_dir=cache)
         expected = first.load_pair(0)[0]
         cached = sorted(cache.rglob("*.png"))
-        assert [p.name for p in cached] == ["photo.pngx4.png"]
+        stat = (hr_root / "sub" / "photo.png").stat()
+        assert [p.name for p in cached] == [f"photo.png.{stat.st_size}-{stat.st_mtime_ns}x4.png"]
+        assert cached == [first.lr_cache_path(0)]
         assert cached[0].parent.name == "sub" and cached[0].parent.parent.name == "X4"
         assert not list(cache.rglob("*.tmp*"))
         np.testing.assert_array_equal(read_rgb(cached[0])[0], expected)
@@ -291,11 +301,10 @@ class TestGeneratedLR:
 
 
 class TestErrorsAndLength:
-    def test_patch_larger_than_lr_names_the_file(self, tmp_path):
-        path = write_png(tmp_path / "hr" / "small.png", noise((20, 24, 3), seed=16))
-        ds = PairedImageDataset(tmp_path / "hr", 2, 11)  # LR is 10x12
-        with pytest.raises(ValueError, match=re.escape(str(path))):
-            ds[0]
+    def test_patch_larger_than_lr_names_the_file_when_built(self, tmp_path):
+        path = write_png(tmp_path / "hr" / "small.png", noise((21, 24, 3), seed=16))
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ".*too small"):
+            PairedImageDataset(tmp_path / "hr", 2, 11)  # LR is 10x12 (mod-cropped HR 20x24)
         PairedImageDataset(tmp_path / "hr", 2, 10)[0]  # the largest patch that fits
 
     @pytest.mark.parametrize(
