@@ -156,3 +156,13 @@ def test_bicubic_model_upscales_like_imresize():
     out = Bicubic(scale=3, emulate_uint8=False)(x)
     assert out.shape == (1, 3, 24, 18)
     assert torch.equal(out, imresize(x, scale=3.0))
+
+
+def test_edsr_with_bicubic_skip_starts_as_matlab_bicubic_and_keeps_its_keys():
+    model = EDSR(scale=4, num_feat=8, num_block=2, bicubic_skip=True)
+    lq = torch.rand(2, 3, 12, 10)
+    expected = Bicubic(4, emulate_uint8=False)(lq)
+    assert torch.equal(model(lq), expected)
+    assert set(model.state_dict()) == set(EDSR(scale=4, num_feat=8, num_block=2).state_dict())
+    model(lq).square().mean().backward()  # the zero last conv still learns
+    assert model.conv_last.weight.grad.abs().sum() > 0

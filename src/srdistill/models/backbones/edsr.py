@@ -5,6 +5,10 @@ follow BasicSR (``conv_first``, ``body.{i}.conv1``, ``conv_after_body``, ``upsam
 ``conv_last``), the format MCAD-KD's code and BasicSR's converted official weights use; the
 official EDSR-PyTorch names are converted on load by ``srdistill.models.checkpoint``.
 Inputs are RGB on [0, 1]; internally ``(x - mean) * 255`` as in the released models.
+
+``bicubic_skip=True`` adds the input's MATLAB-bicubic upscaling to the output and starts the last
+conv at zero, so the untrained network is exactly bicubic and learns only the missing detail (as
+VDSR and many efficient SR networks do); it adds no parameters and changes no key names.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srdistill.data.bicubic import imresize
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN, MeanShift, PixelShuffleUpsample
 from srdistill.models.taps import Recorder, TappableBackbone
 
@@ -43,9 +48,10 @@ class EDSR(TappableBackbone):
         rgb_mean: tuple[float, float, float] = DIV2K_RGB_MEAN,
         in_chans: int = 3,
         act_layer: type[nn.Module] = nn.ReLU,
+        bicubic_skip: bool = False,
     ) -> None:
         super().__init__()
-        self.scale = scale
+        self.scale, self.bicubic_skip = scale, bicubic_skip
         self.shift = MeanShift(img_range, tuple(rgb_mean))
         self.conv_first = nn.Conv2d(in_chans, num_feat, 3, padding=1)
         self.body = nn.Sequential(
@@ -55,6 +61,9 @@ class EDSR(TappableBackbone):
         self.upsample = PixelShuffleUpsample(scale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
         self.tap_names = tuple(f"body.{i}" for i in range(num_block)) + ("body",)
+        if bicubic_skip:
+            nn.init.zeros_(self.conv_last.weight)
+            nn.init.zeros_(self.conv_last.bias)
 
     def _forward(self, x: torch.Tensor, record: Recorder) -> torch.Tensor:
         shallow = self.conv_first(self.shift.normalize(x))
@@ -64,7 +73,11 @@ class EDSR(TappableBackbone):
             record(f"body.{i}", feat)
         feat = self.conv_after_body(feat) + shallow
         record("body", feat)
-        return self.shift.denormalize(self.conv_last(self.upsample(feat)))
+        out = self.conv_last(self.upsample(feat))
+        if self.bicubic_skip:
+            base = imresize(x, scale=float(self.scale), emulate_uint8=False)
+            return base + out / self.shift.img_range
+        return self.shift.denormalize(out)
 
 
 def edsr_teacher(scale: int = 4, **kwargs) -> EDSR:
