@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from srdistill.cli.builders import build_loggers, build_module, build_trainer, config_hash
@@ -20,6 +22,7 @@ from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table
 from srdistill.models.backbones.bicubic import Bicubic
 from srdistill.models.checkpoint import CheckpointError
+from srdistill.training.checkpointing import exit_terminated
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -118,8 +121,19 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if i < len(stages) - 1:
             ckpt_path = str(_run_dir(cfg) / "checkpoints" / f"stage{i + 1}-end.ckpt")
-            trainer.save_checkpoint(ckpt_path)
+            trainer.save_checkpoint(ckpt_path, weights_only=False)  # optimisers too
     return trainer, datamodule
+
+
+def finite_or_none(value):
+    """``value`` with every NaN/infinite float (at any depth) replaced by ``None``."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def run(cfg: DictConfig) -> dict:
@@ -147,12 +161,16 @@ def run(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         path = _run_dir(cfg) / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        # strict JSON: a non-finite metric is null, never a bare NaN other readers reject
+        path.write_text(json.dumps(finite_or_none(results), indent=2, allow_nan=False) + "\n")
     return results
 
 
 @exit_on_user_error
 def main_from_cfg(cfg: DictConfig) -> float:
     """Returns the first validation set's PSNR, the value Hydra sweepers optimise."""
-    results = run(cfg)
+    try:
+        results = run(cfg)
+    except SIGTERMException:  # Lightning stops at a step boundary; LastCheckpoint saved it
+        exit_terminated(_run_dir(cfg) / "checkpoints" / "last.ckpt")
     return float(results["val"].get(f"val/{cfg.val.sets[0]}/psnr_y", float("nan")))
