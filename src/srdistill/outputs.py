@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 class OutputError(OSError):
@@ -62,13 +63,19 @@ def _temporary_beside(path: Path):
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None], option: str = "output") -> Path:
-    """Call ``write(tmp)`` then move ``tmp`` onto ``path``; an ``OSError`` names ``path``."""
+def write_atomic(
+    path: str | Path, write: Callable[[BinaryIO], None], option: str = "output"
+) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, flushed to disk, then renamed
+    onto ``path``; an ``OSError`` (read-only, disk full) names ``path``."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _temporary_beside(path) as tmp:
-            write(tmp)
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"{option}: cannot write {path} ({_describe(err)})") from err
@@ -89,4 +96,4 @@ def json_safe(value):
 def write_json(path: str | Path, data, option: str = "out") -> Path:
     """Strict JSON (a missing or non-finite number is ``null``), written atomically."""
     text = json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
-    return write_atomic(path, lambda tmp: tmp.write_text(text), option)
+    return write_atomic(path, lambda f: f.write(text.encode()), option)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,8 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
     target = tmp_path / "results.json"
     target.write_text("previous")
 
-    def half_written(tmp: Path) -> None:
-        tmp.write_text("half")
+    def half_written(file) -> None:
+        file.write(b"half")
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OutputError, match=r"results\.json .*No space left"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 import warnings
@@ -13,6 +12,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from srdistill.cli.builders import (
@@ -33,7 +33,8 @@ from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table
 from srdistill.models.backbones.bicubic import Bicubic
 from srdistill.models.checkpoint import CheckpointError
-from srdistill.outputs import ensure_writable_dir
+from srdistill.outputs import ensure_writable_dir, write_json
+from srdistill.training.checkpointing import exit_terminated
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if i < len(stages) - 1:
             ckpt_path = str(_run_dir(cfg) / "checkpoints" / f"stage{i + 1}-end.ckpt")
-            trainer.save_checkpoint(ckpt_path)
+            trainer.save_checkpoint(ckpt_path, weights_only=False)  # optimisers too
     return trainer, datamodule
 
 
@@ -210,14 +211,16 @@ def run(cfg: DictConfig) -> dict:
         results["comparison"], table = comparison_table(module, datamodule, cfg.scale, names)
         print(table)
     if trainer.is_global_zero:
-        path = _run_dir(cfg) / "results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        # strict JSON: a non-finite metric is null, never a bare NaN other readers reject
+        write_json(_run_dir(cfg) / "results.json", results, "results.json")
     return results
 
 
 @exit_on_user_error
 def main_from_cfg(cfg: DictConfig) -> float:
     """Returns the first validation set's PSNR, the value Hydra sweepers optimise."""
-    results = run(cfg)
+    try:
+        results = run(cfg)
+    except SIGTERMException:  # Lightning stops at a step boundary; LastCheckpoint saved it
+        exit_terminated(_run_dir(cfg) / "checkpoints" / "last.ckpt")
     return float(results["val"].get(f"val/{cfg.val.sets[0]}/psnr_y", float("nan")))
