@@ -10,7 +10,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
@@ -40,10 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def _run_dir(cfg: DictConfig) -> Path:
-    try:
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return Path(cfg.trainer.default_root_dir)
+    return Path(cfg.run_dir)
 
 
 def final_validation(trainer, module, datamodule) -> dict[str, float]:
