@@ -25,11 +25,13 @@ def model_choice(group: str = "model") -> str:
         return group
 
 
-def build_model(model_cfg: DictConfig, ckpt: str | None, name: str) -> nn.Module:
-    """Instantiate an architecture and, when given, load its weights strictly."""
+def build_model(
+    model_cfg: DictConfig, ckpt: str | None, name: str, option: str = "ckpt"
+) -> nn.Module:
+    """Instantiate an architecture and, when given, load its weights (set by ``option``)."""
     model = instantiate(model_cfg)
     if ckpt:
-        load_weights(model, ckpt, model_name=name)
+        load_weights(model, ckpt, model_name=name, option=option)
     return model
 
 
