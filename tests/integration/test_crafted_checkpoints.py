@@ -82,7 +82,7 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, load_path, writer):
         with open(hostile, "wb") as f:
             pickle.dump(payload, f)
     proc = run_load_path(load_path, hostile, tmp_path)
-    assert_one_line_error(proc, f"{LOAD_PATHS[load_path][1]}={hostile}", "only reads weights")
+    assert_one_line_error(proc, f"{LOAD_PATHS[load_path][1]}={hostile}", "never unpickles code")
     assert not marker.exists()
 
 

@@ -61,9 +61,10 @@ def _reason(err: Exception) -> str:
     if isinstance(err, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
         # torch's own advice (weights_only=False) would run the file's code: never give it
         detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        detail = detail.split(". ")[0][:120]
         return (
-            "it holds something other than tensors and plain containers (pickled code or "
-            f"objects: {detail[:120]}); srdistill only reads weights"
+            f"it is not tensors and plain values only ({detail}); srdistill reads weights only "
+            "and never unpickles code"
         )
     lines = text.strip().splitlines()
     return lines[0][:200] if lines else type(err).__name__

@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from srdistill.export import deployed_student
+from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.checkpoint import CheckpointError
 from srdistill.models.registry import (
     MODELS,
@@ -129,16 +130,41 @@ def test_the_allowed_targets_are_the_constructors_the_configs_name():
 
 
 def test_a_record_asking_for_more_than_its_weights_hold_allocates_nothing(tmp_path):
-    """A 4096 x 4096-block EDSR would need terabytes: the sizes are checked on the meta device."""
-    torch.manual_seed(0)
-    from srdistill.models.backbones.edsr import EDSR
-
-    weights = EDSR(scale=2, num_feat=16, num_block=2).state_dict()
-    build = {"model": "edsr_tiny_student", "model_args": {"num_feat": 4096, "num_block": 4096}}
-    checkpoint = {
-        "state_dict": {f"student.{k}": v for k, v in weights.items()},
-        "student_build": build,
-    }
-    torch.save(checkpoint, tmp_path / "big.ckpt")
+    """A 4096-channel, 256-block EDSR would need about a terabyte: the sizes are checked on the
+    meta device against the file's own weights first."""
+    save_run(tmp_path / "big.ckpt", {"model": "edsr_tiny_student", "model_args": BIG_EDSR})
     with pytest.raises(CheckpointError, match="does not fit its weights"):
         deployed_student(tmp_path / "big.ckpt")
+
+
+BIG_EDSR = {"scale": 2, "num_feat": 4096, "num_block": 256}
+TINY_EDSR = {"scale": 2, "num_feat": 16, "num_block": 2}
+
+
+def save_run(path, student_build, **extra):
+    torch.manual_seed(0)
+    weights = EDSR(**TINY_EDSR).state_dict()
+    state = {f"student.{k}": v for k, v in weights.items()}
+    torch.save({"state_dict": state, "student_build": student_build, **extra}, path)
+
+
+@pytest.mark.parametrize(
+    "build,extra,needle",
+    [
+        ({"model": None, "unavailable": "student.arch._target_=my.Net"}, {}, "my.Net"),
+        ({"model": "edsr_tiny_student", "model_args": TINY_EDSR, "average_weight": 2}, {}, "avera"),
+        (
+            {"model": "edsr_tiny_student", "model_args": TINY_EDSR, "average_weight": 0.5},
+            {"pretrained_student": {"conv_first.weight": "os.system"}},
+            "pretrained_student",
+        ),
+        (["edsr_tiny_student"], {}, "student_build"),
+    ],
+    ids=["custom target", "average weight", "pretrained not tensors", "not a table"],
+)
+def test_export_refuses_a_record_it_cannot_trust_in_one_line(tmp_path, build, extra, needle):
+    save_run(tmp_path / "run.ckpt", build, **extra)
+    with pytest.raises(CheckpointError) as err:
+        deployed_student(tmp_path / "run.ckpt")
+    assert needle in str(err.value) and "run.ckpt" in str(err.value)
+    assert "\n" not in str(err.value)
