@@ -11,6 +11,7 @@ from torch import nn
 
 from srdistill.cli.common import build_model, model_choice
 from srdistill.losses.combine import WeightedLoss
+from srdistill.models.registry import student_record
 from srdistill.module import DistillationModule
 
 
@@ -52,15 +53,14 @@ def build_teacher(cfg: DictConfig, needed: bool) -> tuple[nn.Module | None, dict
         "path": str(ckpt) if ckpt else None,
         "sha256": file_sha256(ckpt) if ckpt else None,
     }
-    return build_model(cfg.teacher.arch, ckpt, f"teacher {name}"), identity
+    return build_model(cfg.teacher.arch, ckpt, f"teacher {name}", "teacher.ckpt"), identity
 
 
 def build_student(cfg: DictConfig) -> tuple[nn.Module, dict | None, dict]:
     """The student with its weights, adapters when ``lora`` is set, the pre-trained weights
     to average with (when ``module.average_weight`` is set) and what rebuilds it for export."""
-    student = build_model(
-        cfg.student.arch, cfg.student.ckpt, f"student {model_choice('model@student.arch')}"
-    )
+    name = model_choice("model@student.arch")
+    student = build_model(cfg.student.arch, cfg.student.ckpt, f"student {name}", "student.ckpt")
     average_weight = cfg.module.get("average_weight")
     pretrained = None
     if average_weight is not None:
@@ -78,11 +78,13 @@ def build_student(cfg: DictConfig) -> tuple[nn.Module, dict | None, dict]:
                 "student.ckpt=PATH (or lora=none to train the whole student)"
             )
         instantiate(lora_cfg).apply(student)
-    build = {
-        "arch": OmegaConf.to_container(cfg.student.arch, resolve=True),
-        "lora": OmegaConf.to_container(lora_cfg, resolve=True) if lora_cfg else None,
-        "average_weight": average_weight,
-    }
+    # plain values from an allow-list: export rebuilds from them and never from a _target_
+    build = student_record(
+        name,
+        OmegaConf.to_container(cfg.student.arch, resolve=True),
+        OmegaConf.to_container(lora_cfg, resolve=True) if lora_cfg else None,
+        average_weight,
+    )
     return student, pretrained, build
 
 

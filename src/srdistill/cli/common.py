@@ -28,12 +28,14 @@ def model_choice(group: str = "model") -> str:
         return group
 
 
-def build_model(model_cfg: DictConfig, ckpt: str | None, name: str) -> nn.Module:
-    """Instantiate an architecture and, when given, load its weights strictly."""
+def build_model(
+    model_cfg: DictConfig, ckpt: str | None, name: str, option: str = "ckpt"
+) -> nn.Module:
+    """Instantiate an architecture and, when given, load its weights (set by ``option``)."""
     model = instantiate(model_cfg)
     if ckpt:
-        load_weights(model, ckpt, model_name=name)
-        check_finite(model, f"{name} weights {ckpt}")
+        load_weights(model, ckpt, model_name=name, option=option)
+        check_finite(model, f"{option}={ckpt} ({name})")
     return model
 
 

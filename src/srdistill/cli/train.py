@@ -31,7 +31,7 @@ from srdistill.cli.common import (
 from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table
 from srdistill.models.backbones.bicubic import Bicubic
-from srdistill.models.checkpoint import CheckpointError
+from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.outputs import ensure_writable_dir, write_json
 from srdistill.training.checkpointing import exit_terminated
 
@@ -148,15 +148,15 @@ def check_batch_fits_loss(cfg: DictConfig, stages: list[DictConfig]) -> None:
 
 
 def _checkpoint_step(path: str | None) -> int:
-    """The step a resumed run starts from; refuses files that are not plain tensors/containers."""
+    """The step a resumed run starts from; refuses files that are not plain tensors/containers
+    and weights files that are not a run's checkpoint."""
     if not path:
         return 0
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any reader failure is one line for the user
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"cannot resume from ckpt_path={path}: {first}") from err
-    return int(checkpoint.get("global_step", 0))
+    instead = f"to start from its weights use student.ckpt={path}"
+    step = read_run_checkpoint(path, "ckpt_path", instead)["global_step"]
+    if type(step) is not int or step < 0:
+        raise CheckpointError(f"ckpt_path={path}: global_step is not a step count ({step!r:.40})")
+    return step
 
 
 def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset) -> tuple:

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,22 +33,66 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; the message is one line."""
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a weights file into a flat ``{name: tensor}`` dict without executing any code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the ckpt option")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+def read_checkpoint_file(path: str | Path, option: str | None = None) -> object:
+    """The one reader of every weights or run file: tensors and plain containers, never code.
 
-            raw = load_file(str(path))
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+    ``option`` is the setting that named the file (``teacher.ckpt``, ``ckpt_path``...), so that
+    any failure is one line telling the user which file and which option to fix.
+    """
+    path = Path(path)
+    label = f"{option}={path}" if option else str(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {label} does not exist; check the path")
+    try:
+        # torch warns about pickle protocols it does not expect; the refusal below says it all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                return load_file(str(path))
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one line for the user
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from err
-    return unwrap_state_dict(raw, path)
+        raise CheckpointError(f"cannot read checkpoint {label}: {_reason(err)}") from err
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
+        # torch's own advice (weights_only=False) would run the file's code: never give it
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        detail = detail.split(". ")[0][:120]
+        return (
+            f"it is not tensors and plain values only ({detail}); srdistill reads weights only "
+            "and never unpickles code"
+        )
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else type(err).__name__
+
+
+def read_state_dict(path: str | Path, option: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a weights file into a flat ``{name: tensor}`` dict without executing any code."""
+    return unwrap_state_dict(read_checkpoint_file(path, option), path)
+
+
+RUN_CHECKPOINT_KEYS = ("state_dict", "global_step", "loops")
+
+
+def read_run_checkpoint(
+    path: str | Path, option: str, instead: str, needs: tuple[str, ...] = RUN_CHECKPOINT_KEYS
+) -> dict:
+    """A training run's checkpoint, holding every key of ``needs`` (resuming needs Lightning's
+    ``state_dict``/``global_step``/``loops``); ``instead`` says what to do with any other file."""
+    raw = read_checkpoint_file(path, option)
+    if not isinstance(raw, Mapping) or not all(k in raw for k in needs):
+        kind = "a weights file" if isinstance(raw, Mapping) else f"a {type(raw).__name__}"
+        raise CheckpointError(
+            f"{option}={path} is {kind}, not a srdistill training checkpoint (no "
+            f"{'/'.join(needs)}); {instead}"
+        )
+    if not isinstance(raw["state_dict"], Mapping):
+        raise CheckpointError(f"{option}={path}: its state_dict is not a table of tensors")
+    return dict(raw)
 
 
 def unwrap_state_dict(raw: object, path: str | Path = "<memory>") -> dict[str, torch.Tensor]:
@@ -166,10 +212,12 @@ def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str 
     return "; ".join(parts) or None
 
 
-def load_weights(model: nn.Module, path: str | Path, model_name: str | None = None) -> nn.Module:
+def load_weights(
+    model: nn.Module, path: str | Path, model_name: str | None = None, option: str | None = None
+) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a misfit raises a one-line ``CheckpointError``."""
     name = model_name or type(model).__name__
-    state = convert_official_keys(read_state_dict(path), path)
+    state = convert_official_keys(read_state_dict(path, option), path)
     state = _reconcile_derived(state, model.state_dict())
     problem = mismatch_report(model, state)
     if problem:
@@ -183,15 +231,22 @@ def student_weights(
 ) -> dict[str, torch.Tensor]:
     """The student's tensors of a run's ``state_dict`` (the EMA copy when there is one)."""
     for prefix in ("student_ema.module.", "student.") if use_ema else ("student.",):
-        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if picked:
+        picked = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if isinstance(k, str) and k.startswith(prefix)
+        }
+        if picked and all(isinstance(v, torch.Tensor) for v in picked.values()):
             return picked
+        if picked:
+            raise CheckpointError(f"{path}: the student's state_dict holds non-tensor values")
     raise CheckpointError(f"{path} holds no student weights")
 
 
-def network_weights_from_run(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+def network_weights_from_run(
+    path: str | Path, use_ema: bool = True, option: str = "ckpt"
+) -> dict[str, torch.Tensor]:
     """The student's weights from a training-run checkpoint (the EMA copy when there is one)."""
-    raw = torch.load(path, map_location="cpu", weights_only=True) if Path(path).is_file() else None
-    if not isinstance(raw, Mapping) or "state_dict" not in raw:
-        raise CheckpointError(f"{path} is not a srdistill training checkpoint (no state_dict)")
-    return student_weights(raw["state_dict"], use_ema, path)
+    instead = "give the last.ckpt / best-*.ckpt of a train.py run"
+    state = read_run_checkpoint(path, option, instead, needs=("state_dict",))["state_dict"]
+    return student_weights(state, use_ema, path)
