@@ -25,6 +25,7 @@ from srdistill.models.checkpoint import (
     student_weights,
 )
 from srdistill.models.registry import RecordError, build_from_record, number, recorded_model
+from srdistill.outputs import write_atomic
 
 EXPORT_FORMATS = ("slim", "safetensors")
 NOT_A_RUN = "export takes the last.ckpt / best-*.ckpt of a train.py run"
@@ -102,13 +103,9 @@ def write_state_dict(model: nn.Module, out: str | Path, fmt: str = "slim") -> Pa
     """Write ``model``'s weights as a plain tensor dict (``torch.save``) or safetensors."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if fmt == "safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file(state, str(out))
-    else:
-        torch.save(state, out)
-    return out
+        return write_atomic(out, lambda f: f.write(save(state)), "out")
+    return write_atomic(out, lambda f: torch.save(state, f), "out")

@@ -162,6 +162,21 @@ def test_a_plain_record_of_the_same_file_exports(tmp_path):
         assert torch.equal(exported[key], value), key
 
 
+def test_diverged_weights_are_never_exported(tmp_path):
+    record = {
+        "model": "edsr_tiny_student",
+        "model_args": {"scale": 2, "num_feat": 16, "num_block": 2},
+        "lora": None,
+        "average_weight": None,
+    }
+    checkpoint = run_checkpoint(record)
+    checkpoint["state_dict"]["student.conv_last.bias"] = torch.full((3,), float("nan"))
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    proc = run_load_path("export ckpt", tmp_path / "last.ckpt", tmp_path)
+    assert_one_line_error(proc, "last.ckpt", "non-finite", "conv_last.bias")
+    assert not (tmp_path / "exported.pth").exists()
+
+
 def test_resuming_from_a_record_naming_code_without_a_run_is_refused(tmp_path):
     marker = tmp_path / "MARKER"
     hostile = tmp_path / "last.ckpt"
