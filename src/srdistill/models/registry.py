@@ -96,7 +96,7 @@ SCALE = one_of(2, 3, 4, 8)
 SIZE = integer(1, 4096)
 IMG_RANGE = number(0.0, 65535.0, low_open=True)
 
-EDSR_ARGS = {
+CNN_ARGS = {
     "scale": SCALE,
     "num_feat": SIZE,
     "num_block": SIZE,
@@ -104,7 +104,8 @@ EDSR_ARGS = {
     "img_range": IMG_RANGE,
     "in_chans": integer(1, 64),
 }
-RCAN_ARGS = {**EDSR_ARGS, "num_group": SIZE, "squeeze_factor": SIZE}
+EDSR_ARGS = {**CNN_ARGS, "bicubic_skip": flag}
+RCAN_ARGS = {**CNN_ARGS, "num_group": SIZE, "squeeze_factor": SIZE}
 SPAN_ARGS = {
     "scale": SCALE,
     "in_chans": integer(1, 64),
