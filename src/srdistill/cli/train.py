@@ -28,9 +28,8 @@ from srdistill.cli.common import (
     exit_on_user_error,
     model_choice,
 )
-from srdistill.data.samples import materialize_samples
-from srdistill.eval.benchmark import evaluate_benchmarks, format_table
-from srdistill.models.backbones.bicubic import Bicubic
+from srdistill.cli.control import control_config
+from srdistill.cli.final_table import comparison_table, where_line
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.outputs import ensure_writable_dir, write_json
 from srdistill.training.checkpointing import exit_terminated
@@ -47,31 +46,6 @@ def final_validation(trainer, module, datamodule) -> dict[str, float]:
     if module.last_validated_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-
-
-def comparison_table(
-    module, datamodule, scale: int, names=("bicubic", "teacher", "student")
-) -> tuple[dict, str]:
-    """Bicubic vs teacher vs student on the validation sets, and the printed table.
-
-    The student is the deployed network (``export_student``: adapters merged, averaged)."""
-    root = datamodule.val_root if datamodule.val_root is not None else materialize_samples()
-    builders = {
-        "bicubic": lambda: Bicubic(scale),
-        "teacher": lambda: module.teacher,
-        "student": module.export_student,
-    }
-    unknown = sorted(set(names) - set(builders))
-    if unknown:
-        raise ValueError(f"final_table_models: unknown {unknown}; choose from {list(builders)}")
-    results, lines = {}, []
-    for name in names:
-        model = builders[name]()
-        if model is None:
-            continue
-        results[name] = evaluate_benchmarks(model.cpu().eval(), root, datamodule.val_sets, scale)
-        lines.append(format_table(results[name], name))
-    return results, "\n".join(lines)
 
 
 def _quiet_expected_warnings() -> None:
@@ -178,34 +152,64 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
     return trainer, datamodule
 
 
-def run(cfg: DictConfig) -> dict:
-    """Fit, validate once more, write and return ``results.json``'s content."""
-    _quiet_expected_warnings()
+def preflight(cfg: DictConfig) -> list[DictConfig]:
+    """Every option, file and output place checked before any data is read or model built;
+    returns the training stages."""
     check_required(cfg)
     check_scale(cfg.scale)
     check_input_files(cfg, ("teacher.ckpt", "student.ckpt", "ckpt_path"))
     check_accelerator(cfg)
     check_outputs(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # the data is checked before any model is built or weights are read
     stages = stage_configs(cfg)
     check_batch_fits_loss(cfg, stages)
-    first_dataset = instantiate(stages[0].data.train)
-    module = build_module(cfg)
+    return stages
+
+
+def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, object]:
+    """Train one network from the seed up, validate it once more; its results, trainer, data."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
-    trainer, datamodule = fit_stages(cfg, stages, module, first_dataset)
-    metrics = final_validation(trainer, module, datamodule)
+    trainer, datamodule = fit_stages(cfg, stage_configs(cfg), module, first_dataset)
     results = {
-        "val": metrics,
+        "val": final_validation(trainer, module, datamodule),
         "steps": trainer.global_step,
         "config_hash": config_hash(cfg),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "teacher": module.teacher_identity,
     }
+    return results, trainer, datamodule
+
+
+def build_control(cfg: DictConfig, module) -> tuple[DictConfig, object] | tuple[None, None]:
+    """The no-teacher control arm (``compare_without_teacher``), starting from the very
+    weights the distilled student starts from."""
+    control_cfg = control_config(cfg) if cfg.get("compare_without_teacher") else None
+    if control_cfg is None:
+        return None, None
+    check_outputs(control_cfg)
+    control = build_module(control_cfg)
+    control.student.load_state_dict(module.student.state_dict())
+    return control_cfg, control
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fit (and the control arm when asked), compare, write and return ``results.json``."""
+    _quiet_expected_warnings()
+    stages = preflight(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    first_dataset = instantiate(stages[0].data.train)  # the data is checked before any model
+    module = build_module(cfg)
+    control_cfg, control = build_control(cfg, module)
+    results, trainer, datamodule = train_arm(cfg, module, first_dataset)
+    if control is not None:
+        results["without_teacher"] = train_arm(control_cfg, control, first_dataset)[0]
     if cfg.final_table and trainer.is_global_zero:
         names = tuple(cfg.get("final_table_models") or ("bicubic", "teacher", "student"))
-        results["comparison"], table = comparison_table(module, datamodule, cfg.scale, names)
+        results["comparison"], table = comparison_table(
+            module, datamodule, cfg.scale, names, control
+        )
         print(table)
+        print(where_line(_run_dir(cfg), trainer.checkpoint_callback.best_model_path or None))
     if trainer.is_global_zero:
         # strict JSON: a non-finite metric is null, never a bare NaN other readers reject
         write_json(_run_dir(cfg) / "results.json", results, "results.json")

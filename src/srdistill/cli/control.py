@@ -1,0 +1,45 @@
+"""The control arm: the same student trained without the teacher, so a gain can be read off.
+
+A distilled student's score says what distillation buys only next to the same student trained
+the same way without the teacher. With ``compare_without_teacher=true`` the run also trains that
+control: the loss with every term that reads the teacher left out (an adversarial term against
+the ground truth stays), the same initial weights, data order, steps and schedule, written to
+``<run_dir>/without_teacher``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from omegaconf import DictConfig, open_dict
+
+from srdistill.cli.builders import build_loss
+from srdistill.losses.combine import WeightedLoss
+
+CONTROL_FOLDER = "without_teacher"
+
+
+def teacher_terms(loss: WeightedLoss) -> list[str]:
+    """Terms that read the teacher's outputs or features."""
+    return [name for name, term in loss.terms.items() if getattr(term, "needs_teacher", False)]
+
+
+def control_config(cfg: DictConfig) -> DictConfig | None:
+    """``cfg`` without its teacher terms, writing below ``<run_dir>/without_teacher``; None when
+    the loss reads no teacher (the run already is its own control)."""
+    loss = build_loss(cfg.loss)
+    dropped = teacher_terms(loss)
+    if not dropped:
+        return None
+    if len(dropped) == len(loss.terms):
+        raise ValueError(
+            f"compare_without_teacher: every term of the loss ({', '.join(dropped)}) reads the "
+            "teacher, so there is no control to train; set compare_without_teacher=false"
+        )
+    control = copy.deepcopy(cfg)
+    with open_dict(control):
+        for name in dropped:
+            control.loss.terms[name].weight = 0.0
+        control.run_dir = f"{cfg.run_dir}/{CONTROL_FOLDER}"
+        control.compare_without_teacher = False
+    return control

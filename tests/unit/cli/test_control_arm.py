@@ -1,0 +1,60 @@
+"""The no-teacher control arm and the final comparison table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srdistill.cli.builders import build_module
+from srdistill.cli.control import control_config
+from srdistill.cli.final_table import format_comparison
+from srdistill.cli.train import build_control
+from tests.helpers.configs import compose_config
+
+
+def _cfg(tmp_path, *overrides):
+    base = ["experiment=smoke", f"run_dir={tmp_path}", "compare_without_teacher=true"]
+    return compose_config("train", [*base, *overrides])
+
+
+def test_the_control_drops_only_the_teacher_terms_and_starts_from_the_same_weights(tmp_path):
+    cfg = _cfg(tmp_path, "loss=kd")
+    module = build_module(cfg)
+    control_cfg, control = build_control(cfg, module)
+    assert list(module.loss.terms) == ["rec", "resp"]
+    assert list(control.loss.terms) == ["rec"] and control.teacher is None
+    assert control_cfg.run_dir == f"{tmp_path}/without_teacher"
+    assert control_cfg.callbacks.best.dirpath == f"{tmp_path}/without_teacher/checkpoints"
+    mine, theirs = module.student.state_dict(), control.student.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_mcad_keeps_its_adversarial_term_against_the_ground_truth(tmp_path):
+    control = control_config(_cfg(tmp_path, "loss=mcad"))
+    kept = [n for n, t in control.loss.terms.items() if float(t.weight) != 0.0]
+    assert kept == ["rec", "adv"]
+
+
+def test_a_loss_without_teacher_needs_no_control(tmp_path):
+    assert control_config(_cfg(tmp_path, "loss=scratch")) is None
+
+
+def test_a_loss_made_only_of_teacher_terms_has_no_control(tmp_path):
+    with pytest.raises(ValueError, match="compare_without_teacher"):
+        control_config(_cfg(tmp_path, "loss=kd", "loss.terms.rec.weight=0"))
+
+
+def test_the_table_names_the_distilled_student_and_its_gain():
+    def scores(psnr):
+        return {"SetA": {"psnr": psnr, "ssim": 0.5}, "SetB": {"psnr": psnr + 1, "ssim": 0.6}}
+
+    results = {
+        "bicubic": scores(28.0),
+        "teacher": scores(30.0),
+        "student without teacher": scores(29.0),
+        "student": scores(29.25),
+    }
+    table = format_comparison(results, 4, distilled=True).splitlines()
+    assert table[-2].startswith("student distilled") and "29.2500 / 0.5000" in table[-2]
+    assert table[-1].split() == ["gain", "of", "distillation", "+0.2500", "dB", "+0.2500", "dB"]
