@@ -75,6 +75,7 @@ class PairedImageDataset(Dataset):
         augment: bool = True,
         repeat: int = 1,
         on_bad_image: str = "error",
+        keep_in_memory: bool = False,
     ) -> None:
         if scale < 1 or lr_patch_size < 1 or repeat < 1:
             raise ValueError("scale, lr_patch_size and repeat must be positive integers")
@@ -96,6 +97,10 @@ class PairedImageDataset(Dataset):
         self._drop_bad_images(on_bad_image)
         self.cache_dir = self._cache_dir(lr_cache_dir)
         self._memory_cache: dict[int, np.ndarray] = {}
+        # decoded (LR, HR) pairs per worker: for small sets, where decoding a large PNG for every
+        # patch would cost more than the training step itself
+        self.keep_in_memory = keep_in_memory
+        self._pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _lr_file(self, hr_path: Path) -> Path | None:
         return self.lr_files[hr_path.stem] if self.lr_files is not None else None
@@ -160,7 +165,16 @@ class PairedImageDataset(Dataset):
         return lr, cached
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The whole mod-cropped HR image and its LR, uint8 (H, W, 3).
+        """The whole mod-cropped HR image and its LR, uint8 (H, W, 3), decoded once per worker
+        when ``keep_in_memory``."""
+        if not self.keep_in_memory:
+            return self._read_pair(index)
+        if index not in self._pairs:
+            self._pairs[index] = self._read_pair(index)
+        return self._pairs[index]
+
+    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole mod-cropped HR image and its LR, read from disk.
 
         Whatever the LR comes from (LR folder, disk cache, generated), it must be exactly the
         HR size / scale; a mismatch names both files."""

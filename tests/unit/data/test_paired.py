@@ -423,3 +423,19 @@ class TestImageHelpers:
         tensor = torch.tensor([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 1.0, 2.0]).view(1, 1, 6)
         out = to_uint8_image(tensor.expand(3, 1, 6))
         np.testing.assert_array_equal(out[0, :, 0], [0, 0, 0, 1, 255, 255])
+
+
+def test_keep_in_memory_serves_the_same_patches_and_decodes_each_image_once(
+    tmp_path, photo, monkeypatch
+):
+    write_png(tmp_path / "a.png", photo)
+    write_png(tmp_path / "b.png", photo[:, ::-1])
+    from_disk = PairedImageDataset(tmp_path, scale=2, lr_patch_size=16)
+    in_memory = PairedImageDataset(tmp_path, scale=2, lr_patch_size=16, keep_in_memory=True)
+    reads = []
+    original = paired_module.read_rgb
+    monkeypatch.setattr(paired_module, "read_rgb", lambda p: reads.append(p) or original(p))
+    for seed in range(6):
+        expected, served = from_disk[(seed % 2, seed)], in_memory[(seed % 2, seed)]
+        assert all(torch.equal(expected[k], served[k]) for k in ("lq", "gt"))
+    assert len(reads) == 6 + 2  # every item from disk; each image once in memory
