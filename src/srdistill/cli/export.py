@@ -7,11 +7,16 @@ from importlib.util import find_spec
 
 from omegaconf import DictConfig
 
-from srdistill.cli.common import check_finite, check_scale, exit_on_user_error
+from srdistill.cli.common import check_finite, check_scale, exit_on_user_error, model_choice
 from srdistill.eval.efficiency import count_parameters
 from srdistill.export import export_format, verify_export, write_export
 from srdistill.models.from_file import check_model_name, network_from_file
 from srdistill.outputs import ensure_writable_file
+
+
+def model_name(cfg: DictConfig) -> str | None:
+    """The ``model=`` choice (a conf/model name), or None when not given."""
+    return model_choice() if cfg.get("model") is not None else None
 
 
 def check_options(cfg: DictConfig) -> str:
@@ -19,7 +24,7 @@ def check_options(cfg: DictConfig) -> str:
     fmt = export_format(str(cfg.format))
     if not cfg.ckpt or not cfg.out:
         raise ValueError("export needs ckpt=<run checkpoint or weights file> and out=<file>")
-    check_model_name(cfg.get("model"))
+    check_model_name(model_name(cfg))
     if cfg.get("scale") is not None:
         check_scale(cfg.scale)
     if fmt == "onnx" and find_spec("onnx") is None:
@@ -31,7 +36,7 @@ def check_options(cfg: DictConfig) -> str:
 def run(cfg: DictConfig) -> dict:
     fmt = check_options(cfg)
     model, arch = network_from_file(
-        cfg.ckpt, cfg.get("model"), cfg.get("scale"), option="ckpt", use_ema=cfg.use_ema
+        cfg.ckpt, model_name(cfg), cfg.get("scale"), option="ckpt", use_ema=cfg.use_ema
     )
     check_finite(model, f"the network of ckpt={cfg.ckpt}")  # a diverged run is never shipped
     path = write_export(model, cfg.out, fmt, arch)
