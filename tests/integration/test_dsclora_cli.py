@@ -106,10 +106,13 @@ def test_export_is_the_average_of_merged_and_pretrained(dsclora_run):
     assert torch.equal(exported.state_dict()[untouched], pretrained[untouched])
 
 
-def test_export_of_a_non_run_file_is_one_line(tmp_path):
+def test_export_of_a_plain_weights_file_detects_or_is_one_line(tmp_path):
     torch.save(span_ch26().state_dict(), tmp_path / "plain.pth")
     proc = run_script("export.py", f"ckpt={tmp_path / 'plain.pth'}", f"out={tmp_path / 'x.pth'}")
-    assert_one_line_error(proc, "plain.pth", "not a srdistill training checkpoint")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "unknown.pth")
+    proc = run_script("export.py", f"ckpt={tmp_path / 'unknown.pth'}", f"out={tmp_path / 'y.pth'}")
+    assert_one_line_error(proc, "unknown.pth", "cannot tell its architecture", "model")
 
 
 def test_averaging_without_a_student_checkpoint_is_one_line(tmp_path):

@@ -1,30 +1,59 @@
-"""``export.py``: a run checkpoint -> the deployable student's plain weights file."""
+"""``export.py``: a run checkpoint or a weights file -> the deployable student, in a deployment
+format, verified against the PyTorch network before success is reported."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from omegaconf import DictConfig
 
-from srdistill.cli.common import check_finite, exit_on_user_error
+from srdistill.cli.common import check_finite, check_scale, exit_on_user_error, model_choice
 from srdistill.eval.efficiency import count_parameters
-from srdistill.export import EXPORT_FORMATS, deployed_student, write_state_dict
+from srdistill.export import export_format, verify_export, write_export
+from srdistill.models.from_file import check_model_name, network_from_file
 from srdistill.outputs import ensure_writable_file
 
 
-def run(cfg: DictConfig) -> dict:
-    if cfg.format not in EXPORT_FORMATS:  # before reading anything
-        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {cfg.format!r}")
+def model_name(cfg: DictConfig) -> str | None:
+    """The ``model=`` choice (a conf/model name), or None when not given."""
+    return model_choice() if cfg.get("model") is not None else None
+
+
+def check_options(cfg: DictConfig) -> str:
+    """Everything the options alone can tell, before reading any file; returns the format."""
+    fmt = export_format(str(cfg.format))
     if not cfg.ckpt or not cfg.out:
-        raise ValueError("export needs ckpt=<run checkpoint> and out=<file>")
+        raise ValueError("export needs ckpt=<run checkpoint or weights file> and out=<file>")
+    check_model_name(model_name(cfg))
+    if cfg.get("scale") is not None:
+        check_scale(cfg.scale)
+    if fmt == "onnx" and find_spec("onnx") is None:
+        raise ValueError("format=onnx needs the onnx package: pip install onnx onnxruntime")
     ensure_writable_file(cfg.out, "out")
-    model = deployed_student(cfg.ckpt, use_ema=cfg.use_ema)
-    check_finite(model, f"the student of ckpt={cfg.ckpt}")  # a diverged run is never shipped
-    path = write_state_dict(model, cfg.out, cfg.format)
+    return fmt
+
+
+def run(cfg: DictConfig) -> dict:
+    fmt = check_options(cfg)
+    model, arch = network_from_file(
+        cfg.ckpt, model_name(cfg), cfg.get("scale"), option="ckpt", use_ema=cfg.use_ema
+    )
+    check_finite(model, f"the network of ckpt={cfg.ckpt}")  # a diverged run is never shipped
+    path = write_export(model, cfg.out, fmt, arch)
     result = {
         "out": str(path),
+        "format": fmt,
         "params": count_parameters(model),
         "tensors": len(model.state_dict()),
     }
     print(f"wrote {path}: {result['params']:,} parameters in {result['tensors']} tensors")
+    scale = arch[1]["scale"] if arch else int(getattr(model, "scale", 4))
+    checked = verify_export(model, path, fmt, scale, arch, cfg.get("tolerance", 1e-3))
+    if checked is None:
+        print("onnxruntime not installed: ONNX file not verified")
+    else:
+        result["max_abs_difference"], image = checked
+        print(f"verified {fmt}: max abs difference {checked[0]:.3g} on {image}")
     return result
 
 

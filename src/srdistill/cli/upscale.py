@@ -1,0 +1,197 @@
+"""``srdistill-upscale``: super-resolve your own images with a trained or released network."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from srdistill.cli.app import one_line
+
+DESCRIPTION = """\
+Upscale images (files, or folders searched recursively) into OUT_DIR as lossless PNGs named
+like the inputs (photo.jpg -> OUT_DIR/photo.png; files found in a folder keep their sub-folders).
+
+The architecture is read from --ckpt where the file tells it: a train.py run checkpoint, an
+export of srdistill, the released SPAN files and the official EDSR / RCAN / SwinIR layouts.
+Give --model (a name of conf/model) for other files.
+
+16-bit images are scaled to 8 bits (value / 257, rounded) before upscaling. Single-channel
+images are upscaled as RGB and written as RGB. Transparency: the RGB channels go through the
+network; the alpha channel is upscaled with MATLAB-style bicubic and re-attached (RGBA PNG).
+"""
+
+EXAMPLE = "example: srdistill-upscale photos/ -o upscaled/ --ckpt span_tiny_ch26_x4.pth"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="srdistill-upscale",
+        description=DESCRIPTION,
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files and folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="created if missing")
+    p.add_argument("--ckpt", help="weights: run checkpoint, export, released or official file")
+    p.add_argument("--model", help="architecture name (conf/model) when --ckpt does not tell it")
+    p.add_argument("--scale", type=int, help="upscaling factor (default: read from --ckpt)")
+    p.add_argument("--tile", type=int, help="LR tile size for large images (default: whole)")
+    p.add_argument(
+        "--tile-overlap", type=int, default=32, help="LR pixels of context per tile (default 32)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps... (default cpu)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    # imported after parsing so that --help and option errors come without loading torch
+    from srdistill.cli.common import USER_ERRORS
+
+    try:
+        written = run(args)
+    except USER_ERRORS as err:
+        print(f"error: {one_line(err) or type(err).__name__}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {len(written)} image(s) to {args.output}")
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Check everything cheap first, then load the network once and upscale every image."""
+    import torch
+
+    from srdistill.eval.tiling import check_tiling
+    from srdistill.models.from_file import check_model_name
+    from srdistill.outputs import ensure_writable_dir
+
+    check_model_name(args.model, "--model")
+    if args.scale is not None and args.scale < 1:
+        raise ValueError(f"--scale {args.scale}: give a positive factor (2, 3, 4, 8)")
+    if args.tile is not None and args.tile < 1 or args.tile_overlap < 0:
+        raise ValueError("--tile must be positive and --tile-overlap 0 or more (LR pixels)")
+    device = _device(args.device, torch)
+    jobs = plan(args.inputs, Path(args.output))
+    ensure_writable_dir(args.output, "-o/--output")
+    check_tiling(args.tile, args.tile_overlap)
+    model, scale = _network(args)
+    model = model.to(device)
+    written = []
+    for source, target in _progress(jobs):
+        written.append(upscale_file(model, source, target, scale, device, args))
+    return written
+
+
+def _device(name: str, torch):
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name}: {one_line(err)}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return device
+
+
+def _network(args):
+    from srdistill.cli.common import check_finite
+    from srdistill.models.detect import config_args
+    from srdistill.models.registry import build_from_record
+
+    if args.ckpt is None:
+        if args.model != "bicubic":
+            raise ValueError("give --ckpt with the weights to use (only --model bicubic has none)")
+        return build_from_record("bicubic", config_args("bicubic", args.scale), None), (
+            args.scale or 4
+        )
+    from srdistill.models.from_file import network_from_file
+
+    model, arch = network_from_file(args.ckpt, args.model, args.scale, option="--ckpt")
+    check_finite(model, f"the weights of --ckpt {args.ckpt}")
+    return model, arch[1]["scale"] if arch else (args.scale or model.scale)
+
+
+def plan(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, every input checked readable and every output name distinct."""
+    from srdistill.data.images import IMAGE_SUFFIXES
+
+    jobs: list[tuple[Path, Path]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(
+                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise FileNotFoundError(f"{item}: no PNG/JPEG/BMP images in this folder")
+            jobs += [(p, out_dir / p.relative_to(item).with_suffix(".png")) for p in found]
+        elif item.is_file():
+            jobs.append((item, out_dir / f"{item.stem}.png"))
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for source, target in jobs:
+        _check_readable(source)
+        if target in seen:
+            raise ValueError(
+                f"{seen[target]} and {source} would both be written to {target}; rename one"
+            )
+        seen[target] = source
+    return jobs
+
+
+def _check_readable(path: Path) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {path}: {one_line(err)}") from None
+
+
+def _progress(jobs):
+    from tqdm import tqdm
+
+    return tqdm(jobs, desc="upscaling", unit="image", file=sys.stderr, disable=len(jobs) < 2)
+
+
+def read_alpha(path: Path):
+    """The alpha plane (uint8) of an image with transparency, else None."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if "A" not in img.getbands() and "transparency" not in img.info:
+            return None
+        alpha = img.convert("RGBA").getchannel("A")
+        return np.asarray(alpha)
+
+
+def upscale_file(model, source: Path, target: Path, scale: int, device, args) -> Path:
+    """One image through ``model`` (tiled when asked), written as a lossless PNG."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from srdistill.data.bicubic import imresize
+    from srdistill.data.images import read_rgb, to_tensor
+    from srdistill.eval.tiling import tiled_forward
+    from srdistill.outputs import write_atomic
+
+    rgb, _ = read_rgb(source)
+    lq = to_tensor(rgb).unsqueeze(0).to(device)
+    with torch.no_grad():
+        sr = tiled_forward(model, lq, scale, args.tile, args.tile_overlap, to_uint8=True)
+    pixels = sr[0].permute(1, 2, 0).numpy()
+    alpha = read_alpha(source)
+    if alpha is not None:
+        plane = imresize(alpha.astype(np.float64) / 255.0, out_hw=pixels.shape[:2])
+        alpha_up = np.clip(np.round(plane * 255.0), 0, 255).astype(np.uint8)
+        pixels = np.concatenate([pixels, alpha_up[..., None]], axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return write_atomic(target, lambda f: f.write(buffer.getvalue()), "-o/--output")
+
+
+if __name__ == "__main__":
+    main()

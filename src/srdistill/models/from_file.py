@@ -1,0 +1,130 @@
+"""One network from one file: a run checkpoint, an export, a released or official weights file.
+
+The architecture comes from the file where it can (see ``srdistill.models.detect``) or from a
+registry name the user gives; either way the network is built from checked plain values through
+the registry and the weights are read by the one reader, strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch import nn
+
+from srdistill.models.checkpoint import (
+    CheckpointError,
+    _reconcile_derived,
+    convert_official_keys,
+    mismatch_report,
+    read_checkpoint_file,
+    unwrap_state_dict,
+)
+from srdistill.models.detect import (
+    Architecture,
+    config_args,
+    detect_architecture,
+    from_metadata,
+)
+from srdistill.models.registry import MODELS, RecordError, build_from_record, check_model
+
+
+def check_model_name(name: str | None, option: str = "model") -> None:
+    """A registry name (or None), refused in one line before anything is read."""
+    if name is not None and name not in MODELS:
+        raise ValueError(f"{option}={name} is not one of srdistill's models: {', '.join(MODELS)}")
+
+
+def is_run_checkpoint(raw: object) -> bool:
+    return isinstance(raw, Mapping) and "state_dict" in raw and "student_build" in raw
+
+
+def network_from_file(
+    path: str | Path,
+    model: str | None = None,
+    scale: int | None = None,
+    option: str = "ckpt",
+    use_ema: bool = True,
+) -> tuple[nn.Module, Architecture]:
+    """The network ``path`` holds, in eval mode, and its architecture ``(name, args)``.
+
+    ``model``: a registry name for files that do not say (its ``conf/model`` arguments are used,
+    sizes read from the weights where the name leaves them open); ``scale``: the factor expected
+    (a file made for another one is refused).
+    """
+    check_model_name(model, "--model" if option.startswith("--") else "model")
+    raw = read_checkpoint_file(path, option)
+    if is_run_checkpoint(raw):
+        from srdistill.export import deployed_student_with_architecture
+
+        network, arch = deployed_student_with_architecture(path, use_ema, option)
+        if model is not None and arch is not None and model != arch[0]:
+            raise ValueError(
+                f"{option}={path} is a training run of {arch[0]}, not {model}; leave out the model"
+            )
+    else:
+        state = convert_official_keys(unwrap_state_dict(raw, path), path)
+        arch = _architecture(path, state, model, scale, option)
+        network = _load(arch, state, path, option)
+    if arch is not None and scale is not None and arch[1].get("scale", scale) != scale:
+        raise ValueError(
+            f"{option}={path} holds a x{arch[1]['scale']} network, not x{scale}; "
+            f"drop the scale option or give scale={arch[1]['scale']}"
+        )
+    return network.eval(), arch
+
+
+def _architecture(path, state: dict, model, scale, option: str) -> Architecture:
+    try:
+        if model is not None:
+            return _named(model, state, scale)
+        recorded = from_metadata(_safetensors_metadata(path))
+    except RecordError as err:
+        raise CheckpointError(f"{option}={path}: {err}") from None
+    found = recorded or detect_architecture(state)
+    if found is None:
+        raise CheckpointError(
+            f"{option}={path}: cannot tell its architecture from the weights; give the model "
+            f"name (one of {', '.join(MODELS)})"
+        )
+    return found
+
+
+def _named(model: str, state: dict, scale: int | None) -> Architecture:
+    """The configured architecture ``model``; sizes and scale the weights show win when the file
+    is of the same family (``span_ch26`` at x2, an EDSR of another width)."""
+    detected = detect_architecture(state) if state else None
+    if detected is not None and MODELS[detected[0]][0] is MODELS[model][0]:
+        if scale is None or detected[1].get("scale") == scale:
+            return model, {**config_args(model, detected[1].get("scale")), **detected[1]}
+    return model, config_args(model, scale)
+
+
+def _safetensors_metadata(path) -> dict | None:
+    if Path(path).suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata()
+
+
+def _load(arch: Architecture, state: dict, path, option: str) -> nn.Module:
+    name, args = arch
+    check_model(name, args)
+    try:
+        network = build_from_record(name, args, None)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{option}={path}: {name} does not build: {err}") from None
+    state = _reconcile_derived(state, network.state_dict())
+    problem = mismatch_report(network, state)
+    if problem:
+        raise CheckpointError(f"{option}={path} does not fit model {name}: {problem}")
+    network.load_state_dict(state, strict=True)
+    return network
+
+
+def fresh_network(arch: Architecture, weights_file: str | Path) -> nn.Module:
+    """A new ``arch`` network holding ``weights_file``'s tensors (read by the one reader)."""
+    state = convert_official_keys(unwrap_state_dict(read_checkpoint_file(weights_file)))
+    return _load(arch, state, weights_file, "file").eval()

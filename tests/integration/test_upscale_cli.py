@@ -1,0 +1,183 @@
+"""``srdistill-upscale`` and ``export.py`` formats, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srdistill.data.images import mod_crop, read_rgb, to_tensor
+from srdistill.metrics.sr import psnr_per_image
+from tests.helpers.cli import assert_one_line_error, run_script
+from tests.helpers.shared import REPO_ROOT, requires_shared, shared_path
+from tests.integration.test_crafted_checkpoints import run_checkpoint, tiny_student_state
+
+SET5 = ("data", "benchmarks", "Set5")
+SPAN_TINY = ("weights", "span_tiny_ch26_x4.pth")
+TINY_RECORD = {
+    "model": "edsr_tiny_student",
+    "model_args": {"scale": 2, "num_feat": 16, "num_block": 2},
+    "lora": None,
+    "average_weight": None,
+}
+
+
+def upscale(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "srdistill.cli.upscale", *map(str, args)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def psnr_y(sr_png: Path, hr_png: Path, scale: int) -> float:
+    sr, hr = read_rgb(sr_png)[0], mod_crop(read_rgb(hr_png)[0], scale)
+    return float(psnr_per_image(to_tensor(sr)[None], to_tensor(hr)[None], scale, "y")[0])
+
+
+@pytest.mark.slow
+@requires_shared(*SET5)
+@requires_shared(*SPAN_TINY)
+def test_upscaling_baby_gives_eval_py_psnr(tmp_path):
+    root = tmp_path / "bench" / "Set5"
+    (root / "HR").mkdir(parents=True)
+    (root / "LR_bicubic" / "X4").mkdir(parents=True)
+    hr = shared_path(*SET5, "HR", "baby.png")
+    lr = shared_path(*SET5, "LR_bicubic", "X4", "babyx4.png")
+    (root / "HR" / "baby.png").symlink_to(hr)
+    (root / "LR_bicubic" / "X4" / "babyx4.png").symlink_to(lr)
+    weights = shared_path(*SPAN_TINY)
+    proc = upscale(lr, "-o", tmp_path / "out", "--ckpt", weights)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    evaluated = run_script(
+        "eval.py",
+        "model=span_ch26",
+        f"ckpt={weights}",
+        f"data.root={tmp_path / 'bench'}",
+        "data.sets=[Set5]",
+        f"out={tmp_path / 'results.json'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    expected = json.loads((tmp_path / "results.json").read_text())["Set5"]["psnr"]
+    # eval.py rounds to 4 decimals
+    assert abs(psnr_y(tmp_path / "out" / "babyx4.png", hr, 4) - expected) <= 1e-4
+
+
+def lr_photo(path: Path, size=(20, 14), mode="RGB") -> Path:
+    rng = np.random.default_rng(0)
+    channels = {"RGB": 3, "RGBA": 4}[mode]
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], channels), np.uint8), mode).save(path)
+    return path
+
+
+def expected_output(image: Path) -> np.ndarray:
+    """What the tiny student of ``run_checkpoint`` makes of ``image``, as 8 bits."""
+    from srdistill.models.backbones.edsr import EDSR
+
+    network = EDSR(scale=2, num_feat=16, num_block=2).eval()
+    network.load_state_dict(tiny_student_state())
+    with torch.no_grad():
+        out = network(to_tensor(read_rgb(image)[0])[None])[0]
+    return out.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+@pytest.mark.slow
+def test_a_run_checkpoint_and_its_export_upscale_without_model(tmp_path):
+    torch.save(run_checkpoint(TINY_RECORD), tmp_path / "last.ckpt")
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    lr_photo(photos / "a.png")
+    lr_photo(photos / "sub" / "b.jpg", size=(9, 11))
+    proc = upscale(photos, "-o", tmp_path / "from_run", "--ckpt", tmp_path / "last.ckpt")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("a.png", "sub/b.png"):
+        written = np.asarray(Image.open(tmp_path / "from_run" / name))
+        source = photos / (name if name == "a.png" else "sub/b.jpg")
+        assert np.array_equal(written, expected_output(source)), name
+
+    exported = tmp_path / "student.pth"  # a .pth carries no name: told from its shapes
+    proc = run_script(
+        "export.py", f"ckpt={tmp_path / 'last.ckpt'}", f"out={exported}", "format=pth"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "verified pth: max abs difference 0 on chelsea" in proc.stdout
+    proc = upscale(photos / "a.png", "-o", tmp_path / "from_export", "--ckpt", exported)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "from_export" / "a.png")),
+        np.asarray(Image.open(tmp_path / "from_run" / "a.png")),
+    )
+
+
+def test_alpha_is_upscaled_with_bicubic_and_reattached(tmp_path):
+    torch.save(run_checkpoint(TINY_RECORD), tmp_path / "last.ckpt")
+    image = lr_photo(tmp_path / "logo.png", mode="RGBA")
+    proc = upscale(image, "-o", tmp_path / "out", "--ckpt", tmp_path / "last.ckpt")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = Image.open(tmp_path / "out" / "logo.png")
+    assert written.mode == "RGBA" and written.size == (40, 28)
+    pixels = np.asarray(written)
+    assert np.array_equal(pixels[..., :3], expected_output(image))
+    from srdistill.data.bicubic import imresize
+
+    alpha = np.asarray(Image.open(image))[..., 3].astype(np.float64) / 255
+    bicubic = np.clip(np.round(imresize(alpha, scale=2.0) * 255), 0, 255)
+    assert np.array_equal(pixels[..., 3], bicubic.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "case,needles",
+    [
+        ("missing input", ["nothere.png", "no such file"]),
+        ("unreadable image", ["broken.png", "cannot read image"]),
+        ("unknown model", ["--model=span_ch99", "not one of srdistill's models"]),
+        ("ckpt that does not fit", ["--ckpt", "does not fit model span_ch26"]),
+        ("output not writable", ["-o/--output", "cannot write"]),
+    ],
+)
+def test_bad_input_is_one_line_before_any_work(tmp_path, case, needles):
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_student_state(), weights)
+    good = lr_photo(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    args = {
+        "missing input": [tmp_path / "nothere.png", "--ckpt", weights],
+        "unreadable image": [good, tmp_path / "broken.png", "--ckpt", weights],
+        "unknown model": [good, "--ckpt", weights, "--model", "span_ch99"],
+        "ckpt that does not fit": [good, "--ckpt", weights, "--model", "span_ch26"],
+        "output not writable": [good, "--ckpt", weights],
+    }[case]
+    out = tmp_path / "file" / "out" if case == "output not writable" else tmp_path / "out"
+    proc = upscale(*args, "-o", out)
+    assert_one_line_error(proc, *needles)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
+def test_export_cli_writes_and_verifies_each_format(tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="needs onnxruntime")
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_student_state(), weights)
+    out = tmp_path / f"student.{fmt}"
+    proc = run_script(
+        "export.py",
+        f"ckpt={weights}",
+        "model=edsr_tiny_student",
+        f"out={out}",
+        f"format={fmt}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"verified {fmt}: max abs difference" in proc.stdout and out.is_file()
