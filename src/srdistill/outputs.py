@@ -13,6 +13,7 @@ import json
 import math
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,13 +55,14 @@ def ensure_writable_file(path: str | Path, option: str) -> Path:
 
 @contextmanager
 def _temporary_beside(path: Path):
-    """A temporary file name next to ``path``; removed unless it was moved into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """A new, exclusively created file next to ``path`` (permissions from the umask, like any
+    file the user writes); removed unless it was moved into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        yield Path(tmp)
+        with open(tmp, "xb") as f:
+            yield f, tmp
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(
@@ -71,11 +73,10 @@ def write_atomic(
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _temporary_beside(path) as tmp:
-            with open(tmp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
+        with _temporary_beside(path) as (f, tmp):
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
             os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"{option}: cannot write {path} ({_describe(err)})") from err

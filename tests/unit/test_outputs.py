@@ -49,3 +49,14 @@ def test_an_output_below_a_file_is_refused_with_the_option_name(tmp_path):
 def test_the_writability_probe_leaves_nothing_behind(tmp_path):
     ensure_writable_dir(tmp_path / "new" / "folder", "out")
     assert list((tmp_path / "new" / "folder").iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
