@@ -4,7 +4,9 @@ python scripts/summarize_runs.py multirun/2026-11-23_02-30-00 [--group loss]
     [--deployed] [--digits 4] [--baseline span_tiny.json]
 
 --deployed reads the deployed student of the final table (adapters merged, averaged) instead of
-the last validation; --baseline adds the gain of each group's mean over an eval.py ``out=`` JSON.
+the last validation; --baseline adds the gain of each group's mean over an eval.py ``out=`` JSON;
+--final-table summarises the rows of the runs' final tables (bicubic, teacher, the student
+without teacher, the distilled student) and the gain of distillation, seed by seed.
 """
 
 from __future__ import annotations
@@ -88,6 +90,48 @@ def summarize(
     return "\n".join(lines)
 
 
+def final_table_summary(runs: list[tuple[dict, dict]], digits: int = 3) -> str:
+    """Mean +- std over runs of every final-table row, and the paired gain of distillation."""
+    tables = [result["comparison"] for _, result in runs if "comparison" in result]
+    if not tables:
+        raise SystemExit("--final-table: no results.json holds a final table")
+    sets = list(tables[0]["student"])
+    lines = [
+        "| network | runs | " + " | ".join(f"{s} PSNR-Y / SSIM-Y" for s in sets) + " |",
+        "|---|---|" + "---|" * len(sets),
+    ]
+    for row in tables[0]:
+        values = [t[row] for t in tables if row in t]
+        cells = [_mean_std([v[s]["psnr"] for v in values], digits) for s in sets]
+        ssim = [statistics.mean(v[s]["ssim"] for v in values) for s in sets]
+        name = "student distilled" if row == "student" and len(tables[0]) > 3 else row
+        lines.append(
+            f"| {name} | {len(values)} | "
+            + " | ".join(f"{c} / {m:.4f}" for c, m in zip(cells, ssim, strict=True))
+            + " |"
+        )
+    paired = [t for t in tables if "student without teacher" in t]
+    if paired:
+        gains = [
+            [t["student"][s]["psnr"] - t["student without teacher"][s]["psnr"] for t in paired]
+            for s in sets
+        ]
+        lines.append(
+            f"| gain of distillation | {len(paired)} | "
+            + " | ".join(
+                f"{_mean_std(g, digits)} (per run: {', '.join(f'{x:+.{digits}f}' for x in g)})"
+                for g in gains
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):+.{digits}f} +- {spread:.{digits}f}".lstrip("+")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
@@ -95,8 +139,12 @@ def main() -> None:
     parser.add_argument("--deployed", action="store_true")
     parser.add_argument("--digits", type=int, default=3)
     parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument("--final-table", action="store_true")
     args = parser.parse_args()
     runs = load_runs(args.root)
+    if args.final_table:
+        print(final_table_summary(runs, args.digits))
+        return
     if args.deployed:
         runs = [(overrides, deployed_metrics(result)) for overrides, result in runs]
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None

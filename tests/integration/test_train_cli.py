@@ -167,8 +167,10 @@ def test_missing_data_folder_is_one_line_before_any_training(tmp_path):
 @pytest.mark.slow
 def test_default_run_distils_from_the_shipped_teacher_and_prints_the_table(tmp_path):
     proc = train_default(tmp_path, "trainer.max_steps=3", "trainer.val_check_interval=3")
-    for name in ("bicubic", "teacher", "student"):
-        assert f"\n{name}\n" in f"\n{proc.stdout}"
+    rows = {line.split("  ")[0]: line for line in proc.stdout.splitlines()}
+    for name in ("bicubic", "teacher", "student without teacher", "student distilled"):
+        assert name in rows, proc.stdout[-2000:]
+    assert "gain of distillation" in rows and "upscale your own photos" in proc.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     comparison = results["comparison"]
     # the shipped teacher is clearly better than bicubic on the held-out photos
@@ -177,6 +179,12 @@ def test_default_run_distils_from_the_shipped_teacher_and_prints_the_table(tmp_p
         > comparison["bicubic"]["SampleVal"]["psnr"] + 0.5
     )
     assert results["teacher"]["arch"] == "sample_teacher"
+    # the control arm trained as long as the distilled one, into its own folder
+    assert results["without_teacher"]["steps"] == results["steps"] == 3
+    assert (tmp_path / "without_teacher" / "checkpoints" / "last.ckpt").exists()
+    gain = comparison["student"]["SampleVal"]["psnr"]
+    gain -= comparison["student without teacher"]["SampleVal"]["psnr"]
+    assert f"{gain:+.4f} dB" in rows["gain of distillation"]
 
 
 def train_default(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

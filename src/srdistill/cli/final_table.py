@@ -8,6 +8,7 @@ scored the same way and the table ends with the gain of distillation over it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from srdistill.data.samples import materialize_samples
@@ -72,5 +73,11 @@ def where_line(run_dir: str | Path, best_checkpoint: str | None) -> str:
     parts = [f"run folder: {run_dir}", f"best checkpoint: {best}"]
     if strips:
         parts.append(f"sample strip (LR | bicubic | teacher | student | HR): {strips[-1]}")
-    upscale = f"srdistill-upscale PHOTO.png -o upscaled/ --ckpt {best}"
+    upscale = f"{_upscale_command()} PHOTO.png -o upscaled/ --ckpt {best}"
     return "\n".join(parts) + f"\nupscale your own photos with this student: {upscale}"
+
+
+def _upscale_command() -> str:
+    """The console script beside this Python (a virtual environment need not be activated)."""
+    beside = Path(sys.executable).parent / "srdistill-upscale"
+    return str(beside) if beside.is_file() else "srdistill-upscale"
