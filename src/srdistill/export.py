@@ -204,10 +204,10 @@ def verification_input(scale: int) -> tuple[torch.Tensor, str]:
     """A real photo's LR crop (made with the project's MATLAB bicubic) and its description."""
     from srdistill.data.bicubic import imresize
     from srdistill.data.images import to_tensor
-    from srdistill.data.samples import _load_photo
+    from srdistill.data.samples import load_photo
 
     rows, cols = VERIFY_CROP
-    hr = _load_photo(VERIFY_PHOTO)[:rows, :cols]
+    hr = load_photo(VERIFY_PHOTO)[:rows, :cols]
     lr = imresize(np.ascontiguousarray(hr), scale=1.0 / scale)
     return to_tensor(lr).unsqueeze(0), f"{VERIFY_PHOTO} (LR {lr.shape[1]}x{lr.shape[0]})"
 

@@ -17,7 +17,12 @@ from PIL import Image
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
 VAL_PHOTOS = ("chelsea", "coffee")
-TRAIN_SET, VAL_SET = "SampleTrain", "SampleVal"
+# the sample teacher also learns from the other real photos in the wheel: a colour street scene
+# and six gray textures and scenes (replicated to RGB); never the validation photos
+TEACHER_EXTRA_PHOTOS = (
+    "motorcycle_left", "brick", "grass", "gravel", "camera", "coins", "cell"
+)  # fmt: skip
+TRAIN_SET, VAL_SET, TEACHER_SET = "SampleTrain", "SampleVal", "SampleTeacherTrain"
 
 
 def default_sample_root() -> Path:
@@ -26,19 +31,29 @@ def default_sample_root() -> Path:
     return Path(cache) / "samples"
 
 
-def _load_photo(name: str) -> np.ndarray:
+def load_photo(name: str) -> np.ndarray:
+    """One of scikit-image's bundled photos as uint8 RGB (gray ones replicated)."""
     from skimage import data as skdata  # heavy import, only needed the first time
 
-    image = getattr(skdata, name)()
+    if name == "motorcycle_left":  # the left view of the stereo pair
+        image = skdata.stereo_motorcycle()[0]
+    else:
+        image = getattr(skdata, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"scikit-image sample {name!r} is not an 8-bit RGB photo")
+        raise ValueError(f"scikit-image sample {name!r} is not an 8-bit photo")
     return image
 
 
-def materialize_samples(root: str | Path | None = None) -> Path:
-    """Write the sample photos under ``root`` (if not there yet) and return ``root``."""
+def materialize_samples(root: str | Path | None = None, with_teacher_set: bool = False) -> Path:
+    """Write the sample photos under ``root`` (if not there yet) and return ``root``;
+    ``with_teacher_set`` also writes the sample teacher's training set."""
     root = Path(root) if root is not None else default_sample_root()
-    for set_name, names in ((TRAIN_SET, TRAIN_PHOTOS), (VAL_SET, VAL_PHOTOS)):
+    sets = ((TRAIN_SET, TRAIN_PHOTOS), (VAL_SET, VAL_PHOTOS))
+    if with_teacher_set:
+        sets += ((TEACHER_SET, TRAIN_PHOTOS + TEACHER_EXTRA_PHOTOS),)
+    for set_name, names in sets:
         folder = root / set_name / "HR"
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -47,7 +62,7 @@ def materialize_samples(root: str | Path | None = None) -> Path:
                 # a tmp name of its own (concurrent writers, e.g. DDP ranks, must not share one)
                 # and not ending in .png (a reader listing the folder meanwhile must not see it)
                 tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-                Image.fromarray(_load_photo(name)).save(tmp, format="PNG")
+                Image.fromarray(load_photo(name)).save(tmp, format="PNG")
                 tmp.replace(target)  # atomic, so concurrent workers never read half a file
     return root
 

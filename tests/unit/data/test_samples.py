@@ -57,7 +57,7 @@ def test_second_call_does_not_rewrite(sample_root, monkeypatch):
     def fail(name):
         raise AssertionError(f"photo {name} loaded again")
 
-    monkeypatch.setattr(samples, "_load_photo", fail)
+    monkeypatch.setattr(samples, "load_photo", fail)
     assert materialize_samples(sample_root) == sample_root
     assert {p: p.stat().st_mtime_ns for p in files} == before
 
@@ -70,13 +70,13 @@ def test_missing_file_is_restored_alone(tmp_path, sample_root, monkeypatch):
         target.write_bytes(path.read_bytes())
     (root / VAL_SET / "HR" / "coffee.png").unlink()
     loaded = []
-    real = samples._load_photo
+    real = samples.load_photo
 
     def spy(name):
         loaded.append(name)
         return real(name)
 
-    monkeypatch.setattr(samples, "_load_photo", spy)
+    monkeypatch.setattr(samples, "load_photo", spy)
     materialize_samples(root)
     assert loaded == ["coffee"]
     assert (root / VAL_SET / "HR" / "coffee.png").is_file()
@@ -89,7 +89,7 @@ def test_concurrent_writer_does_not_break_the_other(tmp_path, monkeypatch):
     the "other process" runs materialize_samples to completion, then this one goes on. Neither
     may fail, and a reader listing the folder meanwhile must see only finished PNG files.
     """
-    monkeypatch.setattr(samples, "_load_photo", lambda name: np.full((4, 6, 3), len(name), "u1"))
+    monkeypatch.setattr(samples, "load_photo", lambda name: np.full((4, 6, 3), len(name), "u1"))
     real_save = Image.Image.save
     seen_by_reader = []
 
@@ -115,9 +115,18 @@ def test_default_root_follows_cache_variable(tmp_path, monkeypatch):
     assert default_sample_root() == tmp_path / "c" / "samples"
 
 
-def test_non_rgb_photo_rejected():
-    with pytest.raises(ValueError, match="camera"):
-        samples._load_photo("camera")  # scikit-image's grayscale cameraman
+def test_gray_photos_are_replicated_and_others_rejected():
+    camera = samples.load_photo("camera")  # scikit-image's grayscale cameraman
+    assert camera.shape[2] == 3 and (camera == camera[..., :1]).all()
+    with pytest.raises(ValueError, match="logo"):
+        samples.load_photo("logo")  # RGBA
+
+
+def test_the_teacher_set_holds_the_training_photos_and_never_the_validation_ones(tmp_path):
+    root = samples.materialize_samples(tmp_path, with_teacher_set=True)
+    names = {p.stem for p in (root / samples.TEACHER_SET / "HR").glob("*.png")}
+    assert names == set(samples.TRAIN_PHOTOS) | set(samples.TEACHER_EXTRA_PHOTOS)
+    assert not names & set(samples.VAL_PHOTOS)
 
 
 def test_sample_paired_dataset_items(sample_root):
