@@ -216,12 +216,19 @@ def load_weights(
     model: nn.Module, path: str | Path, model_name: str | None = None, option: str | None = None
 ) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a misfit raises a one-line ``CheckpointError``."""
-    name = model_name or type(model).__name__
     state = convert_official_keys(read_state_dict(path, option), path)
+    return load_state_strictly(model, state, f"checkpoint {path}", model_name)
+
+
+def load_state_strictly(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, model_name: str | None = None
+) -> nn.Module:
+    """Load a state dict (derived buffers reconciled) or raise one line naming ``source``."""
+    name = model_name or type(model).__name__
     state = _reconcile_derived(state, model.state_dict())
     problem = mismatch_report(model, state)
     if problem:
-        raise CheckpointError(f"checkpoint {path} does not fit model {name}: {problem}")
+        raise CheckpointError(f"{source} does not fit model {name}: {problem}")
     model.load_state_dict(state, strict=True)
     return model
 

@@ -14,9 +14,8 @@ from torch import nn
 
 from srdistill.models.checkpoint import (
     CheckpointError,
-    _reconcile_derived,
     convert_official_keys,
-    mismatch_report,
+    load_state_strictly,
     read_checkpoint_file,
     unwrap_state_dict,
 )
@@ -116,12 +115,7 @@ def _load(arch: Architecture, state: dict, path, option: str) -> nn.Module:
         network = build_from_record(name, args, None)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{option}={path}: {name} does not build: {err}") from None
-    state = _reconcile_derived(state, network.state_dict())
-    problem = mismatch_report(network, state)
-    if problem:
-        raise CheckpointError(f"{option}={path} does not fit model {name}: {problem}")
-    network.load_state_dict(state, strict=True)
-    return network
+    return load_state_strictly(network, state, f"{option}={path}", name)
 
 
 def fresh_network(arch: Architecture, weights_file: str | Path) -> nn.Module:
