@@ -11,7 +11,6 @@ SHA-256 are).
 from __future__ import annotations
 
 import copy
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -26,6 +25,11 @@ from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.context import StepContext
 from srdistill.metrics.sr import PSNR, SSIM
 from srdistill.training.ema import ExponentialMovingAverage
+from srdistill.training.nonfinite import (
+    NonFiniteGuard,
+    check_finite_lr,
+    gradients_finite,
+)
 from srdistill.training.rng import capture_rng_state, restore_rng_state
 
 STEP_ORDERS = ("g_then_d", "d_then_g")
@@ -51,33 +55,6 @@ def _step_without_counting(optimizer) -> None:
         optimizer.step()
     finally:
         optimizer._on_before_step, optimizer._on_after_step = counted
-
-
-class NonFiniteTrainingError(ValueError):
-    """Too many optimiser steps in a row were skipped for a NaN/infinite loss or gradient."""
-
-    def __init__(self, role: str, count: int, step: int, terms: set[str]) -> None:
-        who, lr = ("generator", "optimizer") if role == "g" else ("discriminator", "d_optimizer")
-        super().__init__(
-            f"training diverged: {count} {who} steps in a row skipped at step {step}, "
-            f"non-finite: {', '.join(sorted(terms))}; lower {lr}.lr or set module.grad_clip_norm "
-            "(checkpoints/last.ckpt keeps the last finite state)"
-        )
-
-
-def _gradients_finite(optimizer) -> bool:
-    params = (p for group in optimizer.param_groups for p in group["params"])
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return True
-    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-
-
-def _check_finite_lr(optimizer, name: str) -> None:
-    # an infinite step size turns finite gradients into non-finite weights, which no skip undoes
-    for group in optimizer.param_groups:
-        if not math.isfinite(float(group["lr"])):
-            raise ValueError(f"{name}.lr must be finite, got {group['lr']}")
 
 
 def _forward_with_taps(model: nn.Module, x: torch.Tensor, taps: Sequence[str]):
@@ -163,14 +140,7 @@ class DistillationModule(LightningModule):
         self.teacher_identity = teacher_identity or {}
         self.val_sets = list(val_sets)
         self.last_validated_step: int | None = None
-        if max_nonfinite_steps is not None and max_nonfinite_steps < 1:
-            raise ValueError(
-                f"module.max_nonfinite_steps must be positive or null, got {max_nonfinite_steps}"
-            )
-        # steps skipped for a NaN/inf loss or gradient, in all and in a row, per optimiser
-        self.skipped_steps = {"g": 0, "d": 0}
-        self.nonfinite_streak = {"g": 0, "d": 0}
-        self._streak_terms: dict[str, set[str]] = {"g": set(), "d": set()}
+        self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self.val_metrics = nn.ModuleDict(
             {
                 name: nn.ModuleDict({"psnr_y": PSNR(scale), "ssim_y": SSIM(scale)})
@@ -218,7 +188,7 @@ class DistillationModule(LightningModule):
             optimizers.append(self.d_optimizer_factory(self.discriminator.parameters()))
             factories.append(self.d_scheduler_factory)
         for name, opt in zip(("optimizer", "d_optimizer"), optimizers, strict=False):
-            _check_finite_lr(opt, name)
+            check_finite_lr(opt, name)
         schedulers = [
             {"scheduler": f(opt), "interval": "step"}
             for f, opt in zip(factories, optimizers, strict=True)
@@ -283,7 +253,7 @@ class DistillationModule(LightningModule):
         """
         bad = [name for name, value in losses.items() if not torch.isfinite(value.detach()).all()]
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if not bad and scaler is None and not _gradients_finite(opt):
+        if not bad and scaler is None and not gradients_finite(opt):
             bad = ["gradient"]
         skip = self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False)
         self._record_nonfinite(role, skip, [b for b in bad if b != "total"] or bad)
@@ -292,19 +262,9 @@ class DistillationModule(LightningModule):
         return not skip
 
     def _record_nonfinite(self, role: str, skipped: bool, names: list[str]) -> None:
-        if not skipped:
-            self.nonfinite_streak[role], self._streak_terms[role] = 0, set()
-            return
-        self.skipped_steps[role] += 1
-        self.nonfinite_streak[role] += 1
-        self._streak_terms[role].update(names or ["on another process"])
-        for name in names:
+        for name in names if skipped else ():
             self.log(f"train/nonfinite/{role}/{name}", 1.0, on_step=True, on_epoch=False)
-        limit = self.hparams.max_nonfinite_steps
-        if limit is not None and self.nonfinite_streak[role] >= limit:
-            raise NonFiniteTrainingError(
-                role, self.nonfinite_streak[role], self.global_step, self._streak_terms[role]
-            )
+        self.nonfinite.record(role, skipped, names, self.global_step)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         ctx = self._context(batch)
@@ -334,7 +294,7 @@ class DistillationModule(LightningModule):
             logs["train/tau"] = cont.temperature().detach()
         for role, opt in zip("gd", self._optimizers(), strict=False):
             logs[f"train/lr/{role}"] = opt.param_groups[0]["lr"]
-            logs[f"train/skipped/{role}"] = float(self.skipped_steps[role])
+            logs[f"train/skipped/{role}"] = float(self.nonfinite.skipped[role])
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
         self.log("loss", g_logs["total"], prog_bar=True, on_step=True, on_epoch=False, logger=False)
 

@@ -12,7 +12,8 @@ from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.pixel import ReconstructionLoss
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.discriminators import UNetDiscriminatorSN
-from srdistill.module import DistillationModule, NonFiniteTrainingError
+from srdistill.module import DistillationModule
+from srdistill.training.nonfinite import NonFiniteTrainingError
 from tests.unit.test_module import fit, snapshot
 
 
@@ -58,7 +59,7 @@ def test_a_nan_loss_term_skips_the_step_and_is_counted():
     assert all(torch.equal(before[k], v) for k, v in module.named_parameters())
     assert module._optimizers()[0].optimizer.state == {}
     assert trainer.global_step == 1
-    assert module.skipped_steps == {"g": 1, "d": 0}
+    assert module.nonfinite.skipped == {"g": 1, "d": 0}
     assert trainer.callback_metrics["train/skipped/g"] == 1.0
     assert trainer.callback_metrics["train/nonfinite/g/wobbly"] == 1.0
 
@@ -67,7 +68,7 @@ def test_finite_steps_after_a_skip_train_and_reset_the_streak():
     module = make_module(nan_calls={0}, limit=2)
     before = snapshot(module)
     fit(module, steps=3)  # skip, step, step: never two in a row
-    assert module.skipped_steps["g"] == 1 and module.nonfinite_streak["g"] == 0
+    assert module.nonfinite.skipped["g"] == 1 and module.nonfinite.streak["g"] == 0
     assert any(not torch.equal(before[k], v) for k, v in module.named_parameters())
 
 
@@ -88,7 +89,7 @@ def test_a_nan_discriminator_loss_skips_only_the_d_step(monkeypatch):
     )
     before = snapshot(module)
     fit(module, steps=2)
-    assert module.skipped_steps == {"g": 0, "d": 2}
+    assert module.nonfinite.skipped == {"g": 0, "d": 2}
     moved = {k.split(".")[0] for k, v in module.named_parameters() if not torch.equal(before[k], v)}
     assert "student" in moved and "discriminator" not in moved
 
@@ -100,7 +101,7 @@ def test_an_infinite_gradient_with_a_finite_loss_is_skipped():
     )
     before = snapshot(module)
     fit(module, steps=1)
-    assert module.skipped_steps["g"] == 1
+    assert module.nonfinite.skipped["g"] == 1
     assert all(torch.equal(before[k], v) for k, v in module.named_parameters())
 
 
