@@ -51,7 +51,7 @@ def test_last_is_the_final_step_when_later_validations_are_no_better(tmp_path):
         "callbacks.last.every_n_steps=4",  # step 6 is only written by the end-of-run save
     )
     checkpoints = tmp_path / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-step=2.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-step2.ckpt", "last.ckpt"]
     assert saved_step(checkpoints / "last.ckpt") == 6
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 6
 

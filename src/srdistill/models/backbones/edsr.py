@@ -16,8 +16,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srdistill.data.bicubic import imresize
-from srdistill.models.heads.upsample import DIV2K_RGB_MEAN, MeanShift, PixelShuffleUpsample
+from srdistill.models.heads.upsample import (
+    DIV2K_RGB_MEAN,
+    MatlabBicubicUpsample,
+    MeanShift,
+    PixelShuffleUpsample,
+)
 from srdistill.models.taps import Recorder, TappableBackbone
 
 
@@ -61,6 +65,7 @@ class EDSR(TappableBackbone):
         self.upsample = PixelShuffleUpsample(scale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
         self.tap_names = tuple(f"body.{i}" for i in range(num_block)) + ("body",)
+        self.bicubic = MatlabBicubicUpsample(scale, in_chans) if bicubic_skip else None
         if bicubic_skip:
             nn.init.zeros_(self.conv_last.weight)
             nn.init.zeros_(self.conv_last.bias)
@@ -74,9 +79,8 @@ class EDSR(TappableBackbone):
         feat = self.conv_after_body(feat) + shallow
         record("body", feat)
         out = self.conv_last(self.upsample(feat))
-        if self.bicubic_skip:
-            base = imresize(x, scale=float(self.scale), emulate_uint8=False)
-            return base + out / self.shift.img_range
+        if self.bicubic is not None:
+            return self.bicubic(x) + out / self.shift.img_range
         return self.shift.denormalize(out)
 
 
