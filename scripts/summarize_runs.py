@@ -1,8 +1,11 @@
 """Summarise the results.json files of a sweep as a markdown table: mean +- std over seeds.
 
 python scripts/summarize_runs.py multirun/2026-11-23_02-30-00 [--group loss]
-    [--deployed] [--digits 4] [--baseline span_tiny.json]
+    [--deployed] [--digits 4] [--baseline span_tiny.json] [--versus GROUP]
 
+--group names an override that tells the runs apart (loss, seed, ...), or ``folder``: the
+folder that holds each run folder (OUT/<arm>/seed0/results.json -> <arm>);
+--versus GROUP adds each group's difference to GROUP, paired by seed (same seed, same data order)
 --deployed reads the deployed student of the final table (adapters merged, averaged) instead of
 the last validation; --baseline adds the gain of each group's mean over an eval.py ``out=`` JSON;
 --final-table summarises the rows of the runs' final tables (bicubic, teacher, the student
@@ -23,6 +26,7 @@ def load_runs(root: Path) -> list[tuple[dict, dict]]:
     for path in sorted(root.rglob("results.json")):
         overrides = (path.parent / ".hydra" / "overrides.yaml").read_text().splitlines()
         args = dict(line.lstrip("- ").split("=", 1) for line in overrides if "=" in line)
+        args["folder"] = path.parent.parent.name
         runs.append((args, json.loads(path.read_text())))
     if not runs:
         raise SystemExit(f"no results.json below {root}")
@@ -53,11 +57,38 @@ def gain_row(grouped: dict, sets: list[str], baseline: dict, digits: int) -> lis
     return lines
 
 
+def paired_rows(
+    runs: list[tuple[dict, dict]], group: str, versus: str, sets: list[str], digits: int
+) -> list[str]:
+    """Each group's PSNR minus ``versus``'s, run by run for the seeds both have."""
+    reference = {args.get("seed", "0"): r for args, r in runs if args.get(group) == versus}
+    if not reference:
+        raise SystemExit(f"--versus {versus}: no run has {group}={versus}")
+    diffs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for args, result in runs:
+        other = reference.get(args.get("seed", "0"))
+        if args.get(group) == versus or other is None:
+            continue
+        for s in sets:
+            key = f"val/{s}/psnr_y"
+            diffs[args.get(group, "?")][s].append(result["val"][key] - other["val"][key])
+    return [
+        f"| {name} - {versus} | {len(by_set[sets[0]])} | | "
+        + " | ".join(_mean_std(by_set[s], digits) for s in sets)
+        + " |"
+        for name, by_set in diffs.items()
+    ]
+
+
 def summarize(
-    runs: list[tuple[dict, dict]], group: str, digits: int = 3, baseline: dict | None = None
+    runs: list[tuple[dict, dict]],
+    group: str,
+    digits: int = 3,
+    baseline: dict | None = None,
+    versus: str | None = None,
 ) -> str:
     grouped: dict[str, list[dict]] = defaultdict(list)
-    for args, result in runs:
+    for args, result in sorted(runs, key=lambda run: run[0].get(group, "?")):
         grouped[args.get(group, "?")].append(result)
     metrics = sorted({k for _, r in runs for k in r["val"]})
     order = ["Set5", "Set14", "B100", "Urban100", "Manga109"]
@@ -87,6 +118,8 @@ def summarize(
         cells = [f"{baseline[s]['psnr']:.{digits}f} / {baseline[s]['ssim']:.4f}" for s in sets]
         lines.append("| baseline | 1 | 0 | " + " | ".join(cells) + " |")
         lines += gain_row(grouped, sets, baseline, digits)
+    if versus is not None:
+        lines += paired_rows(runs, group, versus, sets, digits)
     return "\n".join(lines)
 
 
@@ -140,6 +173,7 @@ def main() -> None:
     parser.add_argument("--digits", type=int, default=3)
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--final-table", action="store_true")
+    parser.add_argument("--versus", default=None, help="a group to subtract, paired by seed")
     args = parser.parse_args()
     runs = load_runs(args.root)
     if args.final_table:
@@ -148,7 +182,7 @@ def main() -> None:
     if args.deployed:
         runs = [(overrides, deployed_metrics(result)) for overrides, result in runs]
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-    print(summarize(runs, args.group, args.digits, baseline))
+    print(summarize(runs, args.group, args.digits, baseline, args.versus))
 
 
 if __name__ == "__main__":

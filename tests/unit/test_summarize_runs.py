@@ -33,3 +33,28 @@ def test_final_tables_give_mean_spread_and_the_paired_gain():
     assert lines[5].startswith("| student distilled | 2 | 29.40 +- 0.14 / 0.5000")
     # gains 0.5 and 0.1: mean 0.30, sample std 0.28
     assert lines[6] == "| gain of distillation | 2 | 0.30 +- 0.28 (per run: +0.50, +0.10) |"
+
+
+def _run(folder: str, seed: str, psnr: float) -> tuple[dict, dict]:
+    val = {"val/Set5/psnr_y": psnr, "val/Set5/ssim_y": 0.9}
+    return {"seed": seed, "folder": folder}, {"val": val, "steps": 10}
+
+
+def test_versus_pairs_each_group_with_the_reference_run_of_the_same_seed():
+    runs = [_run("b", "0", 30.0), _run("b", "1", 31.0), _run("c", "0", 30.5), _run("c", "1", 30.9)]
+    lines = summarize_runs.summarize(runs, "folder", digits=2, versus="b").splitlines()
+    assert lines[2].startswith("| b | 2 | 10 | 30.50 +- 0.71")
+    # paired differences +0.5 and -0.1: mean 0.20, sample std 0.42
+    assert lines[4] == "| c - b | 2 | | 0.20 +- 0.42 |"
+
+
+def test_folder_group_is_the_folder_above_each_run(tmp_path):
+    for arm, seed in (("b_pixel", 0), ("c_cont", 0)):
+        run = tmp_path / arm / f"seed{seed}"
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+        (run / "results.json").write_text('{"val": {}, "steps": 1}')
+    assert [args["folder"] for args, _ in summarize_runs.load_runs(tmp_path)] == [
+        "b_pixel",
+        "c_cont",
+    ]
