@@ -3,7 +3,8 @@
 Manual optimisation: each iteration runs a generator step (student + loss-term parameters such as
 projection heads and temperature) on the weighted loss with D untouched, and, when a
 discriminator is configured, a D step on ``L_D`` with the student output detached. The order is
-``g_then_d`` (default) or ``d_then_g`` (the released MCAD-KD code). The teacher is frozen, kept in
+``g_then_d`` (default) or ``d_then_g`` (the released MCAD-KD code, which also puts D in eval mode
+for the generator step: ``d_eval_in_generator_step``). The teacher is frozen, kept in
 eval mode, never given to an optimiser and never written into run checkpoints (only its path and
 SHA-256 are).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from lightning import LightningModule
@@ -55,6 +57,19 @@ def _step_without_counting(optimizer) -> None:
         optimizer.step()
     finally:
         optimizer._on_before_step, optimizer._on_after_step = counted
+
+
+@contextmanager
+def _eval_mode(module: nn.Module | None, enabled: bool) -> Iterator[None]:
+    """``module`` in eval mode inside the block when ``enabled``; its previous mode after."""
+    was_training = module.training if module is not None else False
+    if enabled and module is not None:
+        module.eval()
+    try:
+        yield
+    finally:
+        if enabled and module is not None:
+            module.train(was_training)
 
 
 def _forward_with_taps(model: nn.Module, x: torch.Tensor, taps: Sequence[str]):
@@ -100,6 +115,7 @@ class DistillationModule(LightningModule):
         pretrained_student: dict[str, torch.Tensor] | None = None,
         student_build: dict | None = None,
         max_nonfinite_steps: int | None = 5,
+        d_eval_in_generator_step: bool = False,
     ) -> None:
         super().__init__()
         if step_order not in STEP_ORDERS:
@@ -215,7 +231,10 @@ class DistillationModule(LightningModule):
     def _generator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         opt = self._optimizers()[0]
         self.toggle_optimizer(opt)  # D's parameters stop requiring grad during this step
-        total, terms = self.loss(ctx)
+        # the released MCAD-KD code judges the student with D in eval mode (spectral norm's
+        # power iteration then does not advance on the generator's forward passes)
+        with _eval_mode(self.discriminator, self.hparams.d_eval_in_generator_step):
+            total, terms = self.loss(ctx)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
         if self._finite_step("g", opt, {**terms, "total": total}) and self.hparams.grad_clip_norm:

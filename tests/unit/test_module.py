@@ -25,7 +25,7 @@ class RandomPairs(Dataset):
         return {"lq": torch.rand(3, 8, 8, generator=g), "gt": torch.rand(3, 16, 16, generator=g)}
 
 
-def make_module(order="g_then_d", ema=None):
+def make_module(order="g_then_d", ema=None, **module_kwargs):
     loss = WeightedLoss(
         {
             "rec": {"weight": 3.0, "loss": ReconstructionLoss()},
@@ -49,6 +49,7 @@ def make_module(order="g_then_d", ema=None):
         ema_decay=ema,
         val_sets=[],
         scale=2,
+        **module_kwargs,
     )
 
 
@@ -170,3 +171,37 @@ def test_configuration_errors():
         DistillationModule(EDSR(scale=2, num_feat=8, num_block=1), adv, adam, val_sets=[])
     with pytest.raises(ValueError, match="step_order"):
         make_module(order="random")
+
+
+@pytest.mark.parametrize(("option", "in_g_step"), [(True, False), (False, True)])
+def test_discriminator_mode_during_the_generator_step(option, in_g_step, monkeypatch):
+    module = make_module("d_then_g", d_eval_in_generator_step=option)
+    step, seen = {"name": None}, []
+    module.discriminator.register_forward_hook(
+        lambda d, _in, _out: seen.append((step["name"], d.training))
+    )
+    for name in ("_generator_step", "_discriminator_step"):
+        original = getattr(module, name)
+
+        def tagged(ctx, _original=original, _name=name):
+            step["name"] = _name
+            return _original(ctx)
+
+        monkeypatch.setattr(module, name, tagged)
+    fit(module, steps=2)
+    g_modes = {training for name, training in seen if name == "_generator_step"}
+    d_modes = {training for name, training in seen if name == "_discriminator_step"}
+    assert g_modes == {in_g_step}  # the adversarial term read D with the module's D mode
+    assert d_modes == {True}  # D trains in train mode either way, also after an eval G step
+    assert module.discriminator.training
+
+
+def test_a_constant_discriminator_learning_rate_without_d_scheduler():
+    module = make_module(
+        scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5),
+        d_scheduler=None,
+    )
+    trainer = fit(module, steps=2)
+    g_opt, d_opt = trainer.optimizers
+    assert g_opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**2)
+    assert d_opt.param_groups[0]["lr"] == 1e-3
