@@ -3,6 +3,7 @@
 import csv
 import json
 
+from tests.helpers.cli import assert_one_line_error, run_script
 from tests.integration.test_train_cli import train
 
 
@@ -21,3 +22,15 @@ def test_smoke_run_logs_gradient_shares(tmp_path):
     logged = [r for r in rows if r.get("train/grad_share/resp/ratio")]
     assert {"train/grad_share/resp/ratio", "train/grad_share/resp/cos"} <= set(rows[0])
     assert [int(r["step"]) for r in logged] == [0, 2]
+
+
+def test_a_loss_without_rec_is_one_line(tmp_path):
+    proc = run_script(
+        "train.py",
+        "experiment=smoke",
+        "loss=kd",
+        "loss.terms.rec.weight=0",
+        "module.grad_share_every=2",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert_one_line_error(proc, "module.grad_share_every", "rec")

@@ -163,6 +163,7 @@ def preflight(cfg: DictConfig) -> list[DictConfig]:
     check_outputs(cfg)
     stages = stage_configs(cfg)
     check_batch_fits_loss(cfg, stages)
+    grad_share.check_grad_share_every(cfg.module.get("grad_share_every"), build_loss(cfg.loss))
     return stages
 
 
