@@ -27,6 +27,7 @@ from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.context import StepContext
 from srdistill.metrics.sr import PSNR, SSIM
 from srdistill.training.ema import ExponentialMovingAverage
+from srdistill.training.grad_share import check_grad_share_every, grad_shares, weighted_terms
 from srdistill.training.nonfinite import (
     NonFiniteGuard,
     check_finite_lr,
@@ -116,6 +117,7 @@ class DistillationModule(LightningModule):
         student_build: dict | None = None,
         max_nonfinite_steps: int | None = 5,
         d_eval_in_generator_step: bool = False,
+        grad_share_every: int | None = None,
     ) -> None:
         super().__init__()
         if step_order not in STEP_ORDERS:
@@ -128,6 +130,7 @@ class DistillationModule(LightningModule):
             raise ValueError("the loss has an adversarial term but loss.discriminator is null")
         _check_taps(student, loss.student_taps, "student")
         _check_taps(teacher, loss.teacher_taps, "teacher")
+        check_grad_share_every(grad_share_every, loss)
         self.automatic_optimization = False
         self.save_hyperparameters(
             ignore=[
@@ -157,6 +160,7 @@ class DistillationModule(LightningModule):
         self.val_sets = list(val_sets)
         self.last_validated_step: int | None = None
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
+        self.grad_share_history: list[dict] = []
         self.val_metrics = nn.ModuleDict(
             {
                 name: nn.ModuleDict({"psnr_y": PSNR(scale), "ssim_y": SSIM(scale)})
@@ -235,6 +239,7 @@ class DistillationModule(LightningModule):
         # power iteration then does not advance on the generator's forward passes)
         with _eval_mode(self.discriminator, self.hparams.d_eval_in_generator_step):
             total, terms = self.loss(ctx)
+        self._record_grad_shares(terms)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
         if self._finite_step("g", opt, {**terms, "total": total}) and self.hparams.grad_clip_norm:
@@ -244,6 +249,22 @@ class DistillationModule(LightningModule):
         opt.step()  # a skipped step has no gradients: it counts as an iteration, nothing moves
         self.untoggle_optimizer(opt)
         return {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def _record_grad_shares(self, terms: dict[str, torch.Tensor]) -> None:
+        """Every ``grad_share_every`` steps: each term's gradient on the student next to the
+        reconstruction term's (training/grad_share.py); per-process numbers under DDP."""
+        every = self.hparams.grad_share_every
+        if not every or self.global_step % every:
+            return
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        shares = grad_shares(weighted_terms(self.loss, terms), params)
+        if shares:
+            logs = {f"train/grad_share/{k}": v for k, v in shares.items()}
+            # straight to the loggers: self.log would repeat these values on every later step of
+            # the epoch (Lightning keeps a step metric until the epoch ends)
+            for logger in self.loggers:
+                logger.log_metrics(logs, step=self.global_step)
+            self.grad_share_history.append({"step": self.global_step, **shares})
 
     def _discriminator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         opt = self._optimizers()[1]

@@ -32,6 +32,7 @@ from srdistill.cli.control import control_config
 from srdistill.cli.final_table import comparison_table, where_line
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.outputs import ensure_writable_dir, write_json
+from srdistill.training import grad_share
 from srdistill.training.checkpointing import exit_terminated
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def preflight(cfg: DictConfig) -> list[DictConfig]:
     check_outputs(cfg)
     stages = stage_configs(cfg)
     check_batch_fits_loss(cfg, stages)
+    grad_share.check_grad_share_every(cfg.module.get("grad_share_every"), build_loss(cfg.loss))
     return stages
 
 
@@ -177,6 +179,9 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         "wall_time_s": round(time.perf_counter() - start, 1),
         "teacher": module.teacher_identity,
     }
+    if module.hparams.get("grad_share_every"):
+        every = module.hparams.grad_share_every
+        results["grad_share"] = grad_share.summarize(every, module.grad_share_history)
     return results, trainer, datamodule
 
 
