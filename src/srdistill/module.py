@@ -7,6 +7,12 @@ discriminator is configured, a D step on ``L_D`` with the student output detache
 for the generator step: ``d_eval_in_generator_step``). The teacher is frozen, kept in
 eval mode, never given to an optimiser and never written into run checkpoints (only its path and
 SHA-256 are).
+
+Validation scores what ships: with adapters or ``average_weight``, ``val/<set>/...`` is the
+deployed network (``export_student``: the EMA copy when EMA is on, adapters merged, averaged,
+folded; built once per validation epoch) and ``val_ema/<set>/...`` (EMA on) or
+``val_trained/<set>/...`` (EMA off) the same network as trained, before merging and averaging. Without either, the two would be one network and only
+``val/`` is logged.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from srdistill.lora.inject import lora_param_groups
+from srdistill.lora.inject import lora_modules, lora_param_groups
 from srdistill.lora.merge import deployable
 from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.combine import WeightedLoss
@@ -161,12 +167,10 @@ class DistillationModule(LightningModule):
         self.last_validated_step: int | None = None
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self.grad_share_history: list[dict] = []
-        self.val_metrics = nn.ModuleDict(
-            {
-                name: nn.ModuleDict({"psnr_y": PSNR(scale), "ssim_y": SSIM(scale)})
-                for name in self.val_sets
-            }
-        )
+        self.val_metrics = self._metrics(scale)
+        # the network as trained, scored beside the deployed one when the two differ
+        self.val_trained_metrics = self._metrics(scale) if self.deploys_differently else None
+        self._deployed: list[nn.Module] = []  # a plain list: never a submodule, never saved
 
     # ----- teacher kept out of checkpoints -------------------------------------------------
     def state_dict(self, *args, **kwargs):
@@ -341,25 +345,61 @@ class DistillationModule(LightningModule):
     # ----- validation ------------------------------------------------------------------------
     @property
     def eval_student(self) -> nn.Module:
-        """The network validated and exported: the EMA copy when EMA is on."""
+        """The network as trained that is deployed: the EMA copy when EMA is on (validated as
+        ``val/`` unless adapters or averaging make the deployed network differ from it)."""
         return self.student_ema.module if self.student_ema is not None else self.student
+
+    def _metrics(self, scale: int) -> nn.ModuleDict:
+        return nn.ModuleDict(
+            {
+                name: nn.ModuleDict({"psnr_y": PSNR(scale), "ssim_y": SSIM(scale)})
+                for name in self.val_sets
+            }
+        )
+
+    @property
+    def deploys_differently(self) -> bool:
+        """Whether the shipped network is not the trained one: adapters to merge, or averaging."""
+        return bool(lora_modules(self.student)) or self.hparams.average_weight is not None
+
+    def validation_networks(self) -> dict[str, tuple[nn.Module, nn.ModuleDict]]:
+        """Log prefix -> (network, its metrics): ``val`` the deployed network (what export.py
+        writes) and, when the two differ, the validated network as trained: ``val_ema`` (the
+        EMA copy) when EMA is on, ``val_trained`` (the live student) otherwise."""
+        if not self.deploys_differently:
+            return {"val": (self.eval_student, self.val_metrics)}
+        if not self._deployed:
+            self._deployed.append(self.export_student())
+        return {
+            "val": (self._deployed[0], self.val_metrics),
+            "val_ema" if self.student_ema is not None else "val_trained": (
+                self.eval_student,
+                self.val_trained_metrics,
+            ),
+        }
+
+    def on_validation_epoch_start(self) -> None:
+        self._deployed.clear()  # merged from this epoch's weights, once for all batches
+        self.validation_networks()
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.val_sets[dataloader_idx]
-        sr = self.eval_student(batch["lq"]).float()
-        for key, metric in self.val_metrics[name].items():
-            metric.update(sr, batch["gt"].float(), batch.get("gray"))
-            self.log(
-                f"val/{name}/{key}",
-                metric,
-                on_step=False,
-                on_epoch=True,
-                add_dataloader_idx=False,
-                prog_bar=(key == "psnr_y"),
-            )
+        for prefix, (network, metrics) in self.validation_networks().items():
+            sr = network(batch["lq"]).float()
+            for key, metric in metrics[name].items():
+                metric.update(sr, batch["gt"].float(), batch.get("gray"))
+                self.log(
+                    f"{prefix}/{name}/{key}",
+                    metric,
+                    on_step=False,
+                    on_epoch=True,
+                    add_dataloader_idx=False,
+                    prog_bar=(prefix == "val" and key == "psnr_y"),
+                )
 
     def on_validation_epoch_end(self) -> None:
         self.last_validated_step = self.global_step
+        self._deployed.clear()
 
     # ----- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -43,10 +43,13 @@ def _run_dir(cfg: DictConfig) -> Path:
 
 
 def final_validation(trainer, module, datamodule) -> dict[str, float]:
-    """Validation metrics of the final weights (reusing a validation run at the last step)."""
+    """Validation metrics of the final weights (reusing a validation run at the last step):
+    ``val/`` the deployed student, ``val_ema/`` or ``val_trained/`` the network as trained
+    when they differ."""
     if module.last_validated_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    metrics = trainer.callback_metrics.items()
+    return {k: float(v) for k, v in metrics if k.startswith(("val/", "val_ema/", "val_trained/"))}
 
 
 def _quiet_expected_warnings() -> None:

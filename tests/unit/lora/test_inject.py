@@ -151,6 +151,8 @@ LORA_CONFIGS = [
     "lora_part",
     "lora_rank2",
     "lora_conv_cat",
+    "lora_tail",
+    "lora_released_comment",
 ]
 
 
