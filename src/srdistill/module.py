@@ -11,8 +11,8 @@ SHA-256 are).
 Validation scores what ships: with adapters or ``average_weight``, ``val/<set>/...`` is the
 deployed network (``export_student``: the EMA copy when EMA is on, adapters merged, averaged,
 folded; built once per validation epoch) and ``val_ema/<set>/...`` (EMA on) or
-``val_trained/<set>/...`` (EMA off) the same network as trained, before merging and averaging. Without either, the two would be one network and only
-``val/`` is logged.
+``val_trained/<set>/...`` (EMA off) the same network as trained, before merging and
+averaging. Without either, the two would be one network and only ``val/`` is logged.
 """
 
 from __future__ import annotations
