@@ -18,6 +18,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from srdistill.eval.ensemble import SelfEnsemble
 from srdistill.lora.inject import lora_param_groups
 from srdistill.lora.merge import deployable
 from srdistill.losses.adversarial import discriminator_loss
@@ -100,6 +101,7 @@ class DistillationModule(LightningModule):
         pretrained_student: dict[str, torch.Tensor] | None = None,
         student_build: dict | None = None,
         max_nonfinite_steps: int | None = 5,
+        val_self_ensemble: bool = False,
     ) -> None:
         super().__init__()
         if step_order not in STEP_ORDERS:
@@ -306,7 +308,7 @@ class DistillationModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.val_sets[dataloader_idx]
-        sr = self.eval_student(batch["lq"]).float()
+        sr = self._validated(self.eval_student)(batch["lq"]).float()
         for key, metric in self.val_metrics[name].items():
             metric.update(sr, batch["gt"].float(), batch.get("gray"))
             self.log(
@@ -317,6 +319,11 @@ class DistillationModule(LightningModule):
                 add_dataloader_idx=False,
                 prog_bar=(key == "psnr_y"),
             )
+
+    def _validated(self, network: nn.Module) -> nn.Module:
+        """``network`` as validation runs it: behind the x8 self-ensemble when
+        ``val_self_ensemble`` is on."""
+        return SelfEnsemble(network) if self.hparams.val_self_ensemble else network
 
     def on_validation_epoch_end(self) -> None:
         self.last_validated_step = self.global_step
