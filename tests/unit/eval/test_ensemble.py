@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from srdistill.cli import eval as eval_cli
+from srdistill.cli.final_table import comparison_table
 from srdistill.data.samples import VAL_SET, materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks
 from srdistill.eval.ensemble import (
@@ -139,7 +140,6 @@ def test_eval_cli_scores_bicubic_through_the_ensemble(tmp_path, photo):
     assert written["psnr"] == pytest.approx(plain["Tiny"]["psnr"], abs=0.05)
 
 
-@pytest.mark.slow
 @requires_shared("weights", "span_tiny_ch26_x4.pth")
 @requires_shared("data", "benchmarks", "Set5")
 def test_self_ensemble_improves_released_span_tiny_on_set5():
@@ -191,3 +191,27 @@ def test_validation_scores_the_ensembled_student_when_asked(ensemble):
     logged = trainer.validate(module, DataLoader(Pairs(), batch_size=1), verbose=False)[0]
     expected = ensembled if ensemble else plain
     assert logged["val/Tiny/psnr_y"] == pytest.approx(expected, abs=1e-5)
+
+
+class _Run:
+    """What the final table reads of a trained module and its data."""
+
+    def __init__(self, student, ensemble):
+        self.hparams = {"val_self_ensemble": ensemble}
+        self.teacher = None
+        self.export_student = lambda: student
+        self.val_root, self.val_sets = None, [VAL_SET]
+
+
+def test_final_table_scores_the_student_row_with_the_ensemble_and_says_so():
+    student = asymmetric_conv()
+    run = _Run(student, ensemble=True)
+    results, table = comparison_table(run, run, 2, names=("bicubic", "student"))
+    samples = materialize_samples()
+    ensembled = evaluate_benchmarks(SelfEnsemble(student), samples, [VAL_SET], 2)[VAL_SET]
+    plain = evaluate_benchmarks(student, samples, [VAL_SET], 2)[VAL_SET]
+    assert results["student"][VAL_SET]["psnr"] == ensembled["psnr"] != plain["psnr"]
+    assert results["student"][VAL_SET]["self_ensemble"] is True
+    assert results["bicubic"][VAL_SET]["self_ensemble"] is False
+    rows = {line.split("  ")[0]: line for line in table.splitlines()[2:]}
+    assert set(rows) == {"bicubic", "student (x8 self-ensemble)"}
