@@ -26,6 +26,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from srdistill.eval.ensemble import SelfEnsemble
 from srdistill.lora.inject import lora_modules, lora_param_groups
 from srdistill.lora.merge import deployable
 from srdistill.losses.adversarial import discriminator_loss
@@ -124,6 +125,7 @@ class DistillationModule(LightningModule):
         max_nonfinite_steps: int | None = 5,
         d_eval_in_generator_step: bool = False,
         grad_share_every: int | None = None,
+        val_self_ensemble: bool = False,
     ) -> None:
         super().__init__()
         if step_order not in STEP_ORDERS:
@@ -385,7 +387,7 @@ class DistillationModule(LightningModule):
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.val_sets[dataloader_idx]
         for prefix, (network, metrics) in self.validation_networks().items():
-            sr = network(batch["lq"]).float()
+            sr = self._validated(network)(batch["lq"]).float()
             for key, metric in metrics[name].items():
                 metric.update(sr, batch["gt"].float(), batch.get("gray"))
                 self.log(
@@ -396,6 +398,11 @@ class DistillationModule(LightningModule):
                     add_dataloader_idx=False,
                     prog_bar=(prefix == "val" and key == "psnr_y"),
                 )
+
+    def _validated(self, network: nn.Module) -> nn.Module:
+        """``network`` as validation runs it: behind the x8 self-ensemble when
+        ``val_self_ensemble`` is on."""
+        return SelfEnsemble(network) if self.hparams.val_self_ensemble else network
 
     def on_validation_epoch_end(self) -> None:
         self.last_validated_step = self.global_step

@@ -3,7 +3,9 @@
 Every network is scored on the validation sets with the benchmark protocol (whole images, Y
 channel, ``scale`` pixels cropped). The student is the deployed network (``export_student``:
 adapters merged, averaged); with a control arm, the student trained without the teacher is
-scored the same way and the table ends with the gain of distillation over it.
+scored the same way and the table ends with the gain of distillation over it. With
+``module.val_self_ensemble`` the student rows are scored as validated, with the x8 self-ensemble
+(bicubic and the teacher stay plain: they are the references the student is compared with).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from pathlib import Path
 
 from srdistill.data.samples import materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks
+from srdistill.eval.ensemble import SelfEnsemble
 from srdistill.models.backbones.bicubic import Bicubic
 
 CONTROL_ROW, DISTILLED_ROW = "student without teacher", "student distilled"
+STUDENT_ROWS = ("student", CONTROL_ROW)
 
 
 def comparison_table(
@@ -35,21 +39,31 @@ def comparison_table(
     if control is not None:
         builders[CONTROL_ROW] = control.export_student
         names = [n for n in names if n != "student"] + [CONTROL_ROW, "student"]
+    ensemble = bool(module.hparams.get("val_self_ensemble", False))
     results = {}
     for name in names:
         model = builders[name]()
-        if model is not None:
-            results[name] = evaluate_benchmarks(
-                model.cpu().eval(), root, datamodule.val_sets, scale
-            )
-    return results, format_comparison(results, scale, distilled=control is not None)
+        if model is None:
+            continue
+        if ensemble and name in STUDENT_ROWS:
+            model = SelfEnsemble(model)
+        results[name] = evaluate_benchmarks(model.cpu().eval(), root, datamodule.val_sets, scale)
+        for metrics in results[name].values():
+            metrics["self_ensemble"] = ensemble and name in STUDENT_ROWS
+    table = format_comparison(results, scale, distilled=control is not None, ensemble=ensemble)
+    return results, table
 
 
-def format_comparison(results: dict[str, dict], scale: int, distilled: bool = False) -> str:
+def format_comparison(
+    results: dict[str, dict], scale: int, distilled: bool = False, ensemble: bool = False
+) -> str:
     """Rows of networks, a ``PSNR-Y / SSIM-Y`` column per set; with a control arm, the student
-    row is called distilled and a last row gives its PSNR gain over the control."""
+    row is called distilled and a last row gives its PSNR gain over the control. ``ensemble``:
+    the student rows are marked as scored with the x8 self-ensemble."""
     sets = list(next(iter(results.values())))
     label = {"student": DISTILLED_ROW} if distilled else {}
+    if ensemble:
+        label = {row: f"{label.get(row, row)} (x8 self-ensemble)" for row in STUDENT_ROWS}
     width = max(len(label.get(n, n)) for n in results) + 2
     lines = [
         f"x{scale}, PSNR-Y (dB) / SSIM-Y on the validation images",

@@ -29,6 +29,8 @@ def test_released_recipe_composes(experiment):
     assert cfg.module.d_eval_in_generator_step is True
     assert cfg.module.ema_decay == ema
     assert float(cfg.loss.terms.rec.weight) == 9.0
+    # the released EDSR x2 config validates with self_ensemble: true, the SwinIR ones without
+    assert cfg.module.val_self_ensemble is (backbone == "edsr")
 
 
 def test_the_paper_default_keeps_d_in_train_mode_and_decays_its_lr():
