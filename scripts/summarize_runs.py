@@ -5,7 +5,9 @@ python scripts/summarize_runs.py multirun/2026-11-23_02-30-00 [--group loss]
 
 --group names an override that tells the runs apart (loss, seed, ...), or ``folder``: the
 folder that holds each run folder (OUT/<arm>/seed0/results.json -> <arm>);
---versus GROUP adds each group's difference to GROUP, paired by seed (same seed, same data order)
+--versus GROUP adds each group's difference to GROUP, paired by seed (same seed, same data order);
+--grad-share TERM summarises the runs' gradient shares (module.grad_share_every) of TERM instead:
+its gradient norm relative to the rec term's and the cosine with it, first / mean / last
 --deployed reads the deployed student of the final table (adapters merged, averaged) instead of
 the last validation; --baseline adds the gain of each group's mean over an eval.py ``out=`` JSON;
 --final-table summarises the rows of the runs' final tables (bicubic, teacher, the student
@@ -160,6 +162,30 @@ def final_table_summary(runs: list[tuple[dict, dict]], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def grad_share_summary(runs: list[tuple[dict, dict]], group: str, term: str) -> str:
+    """Per group, mean +- std over runs of TERM's ratio and cosine: first record, mean, last."""
+    grouped: dict[str, list[list[dict]]] = defaultdict(list)
+    for args, result in sorted(runs, key=lambda run: run[0].get(group, "?")):
+        history = result.get("grad_share", {}).get("history", [])
+        if any(f"{term}/ratio" in record for record in history):
+            grouped[args.get(group, "?")].append(history)
+    if not grouped:
+        raise SystemExit(f"--grad-share {term}: no results.json holds gradient shares of {term}")
+    lines = [
+        f"| {group} | runs | {term} ratio: first / mean / last | cosine: first / mean / last |",
+        "|---|---|---|---|",
+    ]
+    for name, histories in grouped.items():
+        cells = []
+        for stat in ("ratio", "cos"):
+            series = [[r[f"{term}/{stat}"] for r in h if f"{term}/{stat}" in r] for h in histories]
+            picks = [[v[0] for v in series], [statistics.fmean(v) for v in series]]
+            picks.append([v[-1] for v in series])
+            cells.append(" / ".join(_mean_std(p, 2) for p in picks))
+        lines.append(f"| {name} | {len(histories)} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def _mean_std(values: list[float], digits: int) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):+.{digits}f} +- {spread:.{digits}f}".lstrip("+")
@@ -174,10 +200,14 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--final-table", action="store_true")
     parser.add_argument("--versus", default=None, help="a group to subtract, paired by seed")
+    parser.add_argument("--grad-share", default=None, metavar="TERM")
     args = parser.parse_args()
     runs = load_runs(args.root)
     if args.final_table:
         print(final_table_summary(runs, args.digits))
+        return
+    if args.grad_share:
+        print(grad_share_summary(runs, args.group, args.grad_share))
         return
     if args.deployed:
         runs = [(overrides, deployed_metrics(result)) for overrides, result in runs]

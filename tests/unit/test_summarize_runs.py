@@ -58,3 +58,17 @@ def test_folder_group_is_the_folder_above_each_run(tmp_path):
         "b_pixel",
         "c_cont",
     ]
+
+
+def test_grad_share_gives_first_mean_last_over_runs():
+    def run(seed, ratios):
+        history = [{"step": 10 * i, "cont/ratio": r, "cont/cos": 0.5} for i, r in enumerate(ratios)]
+        return {"seed": seed, "folder": "c"}, {"grad_share": {"history": history}}
+
+    runs = [run("0", [0.1, 0.3, 0.5]), run("1", [0.1, 0.5, 0.9])]
+    lines = summarize_runs.grad_share_summary(runs, "folder", "cont").splitlines()
+    # first 0.1 and 0.1; means 0.3 and 0.5 (-> 0.40 +- 0.14); last 0.5 and 0.9 (-> 0.70 +- 0.28)
+    assert lines[2] == (
+        "| c | 2 | 0.10 +- 0.00 / 0.40 +- 0.14 / 0.70 +- 0.28 "
+        "| 0.50 +- 0.00 / 0.50 +- 0.00 / 0.50 +- 0.00 |"
+    )
