@@ -6,6 +6,9 @@ python scripts/summarize_runs.py multirun/2026-11-23_02-30-00 [--group loss]
 --group names an override that tells the runs apart (loss, seed, ...), or ``folder``: the
 folder that holds each run folder (OUT/<arm>/seed0/results.json -> <arm>);
 --versus GROUP adds each group's difference to GROUP, paired by seed (same seed, same data order);
+--eval-json NAME reads each run's metrics from the eval.py ``out=`` file NAME in its folder (e.g.
+the exported network's score), and a control's from <run>/without_teacher/NAME as the group
+"<group> without teacher" (pair them with --versus);
 --grad-share TERM summarises the runs' gradient shares (module.grad_share_every) of TERM instead:
 its gradient norm relative to the rec term's and the cosine with it, first / mean / last
 --deployed reads the deployed student of the final table (adapters merged, averaged) instead of
@@ -29,6 +32,7 @@ def load_runs(root: Path) -> list[tuple[dict, dict]]:
         overrides = (path.parent / ".hydra" / "overrides.yaml").read_text().splitlines()
         args = dict(line.lstrip("- ").split("=", 1) for line in overrides if "=" in line)
         args["folder"] = path.parent.parent.name
+        args["run_dir"] = str(path.parent)
         runs.append((args, json.loads(path.read_text())))
     if not runs:
         raise SystemExit(f"no results.json below {root}")
@@ -44,6 +48,29 @@ def deployed_metrics(result: dict) -> dict:
     for name, metrics in table.items():
         out[f"val/{name}/psnr_y"], out[f"val/{name}/ssim_y"] = metrics["psnr"], metrics["ssim"]
     return {**result, "val": out}
+
+
+def _as_val(metrics: dict) -> dict:
+    out = {}
+    for name, values in metrics.items():
+        out[f"val/{name}/psnr_y"], out[f"val/{name}/ssim_y"] = values["psnr"], values["ssim"]
+    return out
+
+
+def eval_json_runs(runs: list[tuple[dict, dict]], group: str, name: str) -> list:
+    """Runs scored by their eval.py files; controls (without_teacher/) as their own group."""
+    scored = []
+    for args, result in runs:
+        folder = Path(args["run_dir"])
+        if not (folder / name).is_file():
+            raise SystemExit(f"--eval-json: {folder / name} does not exist")
+        scored.append((args, {**result, "val": _as_val(json.loads((folder / name).read_text()))}))
+        control = folder / "without_teacher" / name
+        if control.is_file():
+            label = f"{args.get(group, '?')} without teacher"
+            val = _as_val(json.loads(control.read_text()))
+            scored.append(({**args, group: label}, {**result, "val": val}))
+    return scored
 
 
 def gain_row(grouped: dict, sets: list[str], baseline: dict, digits: int) -> list[str]:
@@ -201,6 +228,7 @@ def main() -> None:
     parser.add_argument("--final-table", action="store_true")
     parser.add_argument("--versus", default=None, help="a group to subtract, paired by seed")
     parser.add_argument("--grad-share", default=None, metavar="TERM")
+    parser.add_argument("--eval-json", default=None, metavar="NAME")
     args = parser.parse_args()
     runs = load_runs(args.root)
     if args.final_table:
@@ -211,6 +239,8 @@ def main() -> None:
         return
     if args.deployed:
         runs = [(overrides, deployed_metrics(result)) for overrides, result in runs]
+    if args.eval_json:
+        runs = eval_json_runs(runs, args.group, args.eval_json)
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     print(summarize(runs, args.group, args.digits, baseline, args.versus))
 

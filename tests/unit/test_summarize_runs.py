@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 from tests.helpers.shared import REPO_ROOT
 
@@ -72,3 +73,20 @@ def test_grad_share_gives_first_mean_last_over_runs():
         "| c | 2 | 0.10 +- 0.00 / 0.40 +- 0.14 / 0.70 +- 0.28 "
         "| 0.50 +- 0.00 / 0.50 +- 0.00 / 0.50 +- 0.00 |"
     )
+
+
+def test_eval_json_scores_each_run_and_its_control_from_their_files(tmp_path):
+    def write(folder, psnr):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "eval.json").write_text(json.dumps({"Set5": {"psnr": psnr, "ssim": 0.9}}))
+
+    runs = []
+    for seed, (distilled, control) in enumerate(((30.3, 30.0), (30.6, 30.4))):
+        run = tmp_path / "seeds" / f"seed{seed}"
+        write(run, distilled)
+        write(run / "without_teacher", control)
+        runs.append(({"seed": str(seed), "folder": "seeds", "run_dir": str(run)}, {"steps": 5}))
+    scored = summarize_runs.eval_json_runs(runs, "folder", "eval.json")
+    lines = summarize_runs.summarize(scored, "folder", 2, versus="seeds without teacher")
+    # paired gains +0.3 and +0.2 -> 0.25 +- 0.07
+    assert lines.splitlines()[-1] == "| seeds - seeds without teacher | 2 | | 0.25 +- 0.07 |"
