@@ -12,8 +12,9 @@ Paper (default) vs. the authors' released code, each difference a named option:
   ``"released"`` for phi_patch (conv 3->d/4, ReLU, conv d/4->d/2, ReLU, GAP, linear d/2->d).
 - ``learn_heads``: the paper trains heads and temperature end to end; the released code never
   gives them to an optimizer (fixed random embedding, tau fixed at 0.07).
-- ``patch_reduction``: Eq. 4 *sums* over the N windows of an image (``"sum"``, default); ``"mean"``
-  divides that by N. Either way the loss is then averaged over images.
+- ``patch_reduction``: ``"mean"`` (default) averages over the N windows of an image, as the
+  authors' code does (their weights were tuned with it); ``"sum"`` is Eq. 4's literal sum, N times
+  stronger (docs/RESULTS.md measures both). Either way the loss is then averaged over images.
 """
 
 from __future__ import annotations
@@ -135,9 +136,9 @@ def patch_info_nce(
     tau: torch.Tensor,
     include_positive: bool = True,
     negatives: str = "image",
-    reduction: str = "sum",
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Eq. 4 on window embeddings (B, N, d): per image, sum (or mean) over its N windows."""
+    """Eq. 4 on window embeddings (B, N, d): per image, mean (or sum) over its N windows."""
     _check("patch_negatives", negatives, PATCH_NEGATIVES)
     _check("patch_reduction", reduction, PATCH_REDUCTIONS)
     b, n, d = u_s.shape
@@ -168,7 +169,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         include_positive: bool = True,
         same_windows: bool = True,
         patch_negatives: str = "image",
-        patch_reduction: str = "sum",
+        patch_reduction: str = "mean",
         head_depth: str = "paper",
         learn_heads: bool = True,
     ) -> None:

@@ -64,9 +64,9 @@ class TestPatchInfoNCE:
         got = patch_info_nce(u_s, u_t, tau, negatives="image", reduction="sum")
         assert got.item() == pytest.approx(sum(per_image).item() / 2, abs=1e-12)
         batch = info_nce(u_s.reshape(6, 4), u_t.reshape(6, 4), tau).view(2, 3).sum(1).mean()
-        assert patch_info_nce(u_s, u_t, tau, negatives="batch").item() == pytest.approx(
-            batch.item()
-        )
+        assert patch_info_nce(
+            u_s, u_t, tau, negatives="batch", reduction="sum"
+        ).item() == pytest.approx(batch.item())
         mean = patch_info_nce(u_s, u_t, tau, reduction="mean")
         assert mean.item() == pytest.approx(got.item() / 3)
 
