@@ -2,8 +2,8 @@
 # DSCLoRA at CPU scale (docs/RESULTS.md): a learning-rate sweep on seed 0, then three seeds at the
 # chosen rate, each with its control (same adapters, no teacher terms); every network is exported
 # (merged and averaged, what ships) and evaluated on Set5, Set14 and Urban100.
-#   S=../shared bash scripts/dsclora_cpu.sh sweep            (three runs, about 15 minutes)
-#   S=../shared LR=2e-5 bash scripts/dsclora_cpu.sh seeds    (three runs with controls)
+#   S=../shared bash scripts/dsclora_cpu.sh sweep            (three runs, about 40 minutes)
+#   S=../shared LR=5e-5 bash scripts/dsclora_cpu.sh seeds    (three runs with controls, ~1 hour)
 set -euo pipefail
 S=${S:-../shared}
 OUT=${OUT:-outputs/dsclora_cpu}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MCAD-KD's terms one at a time from a shared warm start (docs/RESULTS.md, "MCAD-KD at CPU scale").
-#   S=../shared bash scripts/mcad_warm_start.sh [OUT]   (about 90 minutes of one CPU core)
+#   S=../shared bash scripts/mcad_warm_start.sh [OUT]
+# (about 2.5 hours on a 2-core CPU; ONLY=seed0 and ONLY=seed1 in two shells share the cores)
 # Every arm starts from the same warm-start weights and uses the same data order (seed), schedule
 # and iterations (conf/experiment/mcad_warm_start.yaml); only the loss differs. Arms with teacher
 # terms log the per-term gradient share every 20 iterations (module.grad_share_every).
