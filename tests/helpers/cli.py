@@ -25,3 +25,10 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def export_last_checkpoint(run_dir, out) -> None:
+    """``export.py`` on a run's ``checkpoints/last.ckpt``, writing ``out``; asserts it worked."""
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    proc = run_script("export.py", f"ckpt={ckpt}", f"out={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -13,7 +13,7 @@ from srdistill.export import deployed_student
 from srdistill.lora.inject import LoRASpec
 from srdistill.models.backbones.span import span_ch26, span_ch28
 from srdistill.models.checkpoint import read_state_dict
-from tests.helpers.cli import assert_one_line_error, run_script
+from tests.helpers.cli import assert_one_line_error, export_last_checkpoint, run_script
 from tests.integration.test_train_cli import train
 
 TWO_STAGES = "stages=[{until_step:2,lr_patch_size:16},{until_step:4,lr_patch_size:24}]"
@@ -141,8 +141,7 @@ def test_training_form_span_exports_the_folded_slim_format(tmp_path):
     )
     out = tmp_path / "student.pth"
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    proc = run_script("export.py", f"ckpt={ckpt}", f"out={out}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    export_last_checkpoint(tmp_path / "run", out)
     state = read_state_dict(out)
     assert all(".sk." not in k and ".conv." not in k for k in state)
     plain = span_ch26()

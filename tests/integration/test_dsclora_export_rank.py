@@ -13,7 +13,7 @@ from srdistill.lora.inject import LoRASpec
 from srdistill.lora.spectrum import update_rank
 from srdistill.models.backbones.span import span_ch26, span_ch28
 from srdistill.models.checkpoint import read_state_dict
-from tests.helpers.cli import run_script
+from tests.helpers.cli import export_last_checkpoint
 from tests.helpers.configs import CONF_DIR
 from tests.integration.test_train_cli import train
 
@@ -47,9 +47,7 @@ def exported(tmp_path_factory) -> tuple[dict, dict]:
         "final_table=false",
     )
     out = root / "exported.pth"
-    ckpt = root / "run" / "checkpoints" / "last.ckpt"
-    proc = run_script("export.py", f"ckpt={ckpt}", f"out={out}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    export_last_checkpoint(root / "run", out)
     return read_state_dict(root / "student.pth"), read_state_dict(out)
 
 

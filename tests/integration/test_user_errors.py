@@ -102,6 +102,16 @@ CASES = [
         ),
         ["rank 32", "body.0.conv1", "16"],
     ),
+    (
+        "eval-switch-not-a-bool",
+        lambda t: ("eval.py", "self_ensemble=maybe"),
+        ["self_ensemble='maybe'", "true or false"],
+    ),
+    (
+        "train-switch-not-a-bool",
+        lambda t: (*SMOKE, "module.val_self_ensemble=7"),
+        ["module.val_self_ensemble=7", "true or false"],
+    ),
 ]
 
 

@@ -83,6 +83,14 @@ def check_required(cfg: DictConfig) -> None:
         )
 
 
+def check_flags(cfg: DictConfig, options: tuple[str, ...]) -> None:
+    """Each named on/off option is true or false (``self_ensemble=maybe`` would read as on)."""
+    for option in options:
+        value = OmegaConf.select(cfg, option)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{option}={value!r} is not a switch: give {option}=true or false")
+
+
 def check_input_files(cfg: DictConfig, options: tuple[str, ...]) -> None:
     """Each named file option that is set points at an existing file."""
     for option in options:

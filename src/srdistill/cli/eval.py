@@ -6,7 +6,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from srdistill.cli.common import build_model, check_scale, exit_on_user_error, model_choice
+from srdistill.cli.common import (
+    build_model,
+    check_flags,
+    check_scale,
+    exit_on_user_error,
+    model_choice,
+)
 from srdistill.data.samples import VAL_SET, materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table, resolve_sets
 from srdistill.eval.ensemble import SelfEnsemble
@@ -24,6 +30,7 @@ def benchmark_root_and_sets(data_cfg: DictConfig) -> tuple[Path, list[str]]:
 def run(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.model`` (weights ``cfg.ckpt``) and return ``{set: metrics}``."""
     check_scale(cfg.scale)  # cheap checks before loading anything
+    check_flags(cfg, ("self_ensemble", "gray_as_luma"))
     if cfg.out:
         ensure_writable_file(cfg.out, "out")
     root, sets = benchmark_root_and_sets(cfg.data)

@@ -22,6 +22,7 @@ from srdistill.cli.builders import (
     config_hash,
 )
 from srdistill.cli.common import (
+    check_flags,
     check_input_files,
     check_required,
     check_scale,
@@ -109,9 +110,8 @@ def check_outputs(cfg: DictConfig) -> None:
             ensure_writable_dir(callback.dirpath, f"callbacks.{name}.dirpath")
 
 
-def check_batch_fits_loss(cfg: DictConfig, stages: list[DictConfig]) -> None:
+def check_batch_fits_loss(cfg: DictConfig, stages: list[DictConfig], loss) -> None:
     """Batch and patch sizes the loss terms need (image InfoNCE: 2 images; patch windows)."""
-    loss = build_loss(cfg.loss)
     if cfg.batch_size < loss.min_batch_size:
         raise ValueError(
             f"batch_size={cfg.batch_size}: loss={model_choice('loss')} needs at least "
@@ -156,17 +156,27 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
     return trainer, datamodule
 
 
+TRAIN_FLAGS = (
+    "final_table",
+    "compare_without_teacher",
+    "module.val_self_ensemble",
+    "module.d_eval_in_generator_step",
+)
+
+
 def preflight(cfg: DictConfig) -> list[DictConfig]:
     """Every option, file and output place checked before any data is read or model built;
     returns the training stages."""
     check_required(cfg)
     check_scale(cfg.scale)
+    check_flags(cfg, TRAIN_FLAGS)
     check_input_files(cfg, ("teacher.ckpt", "student.ckpt", "ckpt_path"))
     check_accelerator(cfg)
     check_outputs(cfg)
     stages = stage_configs(cfg)
-    check_batch_fits_loss(cfg, stages)
-    grad_share.check_grad_share_every(cfg.module.get("grad_share_every"), build_loss(cfg.loss))
+    loss = build_loss(cfg.loss)
+    check_batch_fits_loss(cfg, stages, loss)
+    grad_share.check_grad_share_every(cfg.module.get("grad_share_every"), loss)
     return stages
 
 
