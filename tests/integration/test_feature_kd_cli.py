@@ -10,7 +10,12 @@ import pytest
 from tests.helpers.shared import REPO_ROOT
 
 # loss config -> its feature term; rkd compares images within a batch, so it needs three
-FEATURE_LOSSES = {"fitnet": ("fit", []), "at": ("at", [])}
+FEATURE_LOSSES = {
+    "fitnet": ("fit", []),
+    "at": ("at", []),
+    "rkd": ("rkd", ["batch_size=3"]),
+    "fakd": ("sa", []),
+}
 
 
 @pytest.mark.parametrize("loss", sorted(FEATURE_LOSSES))
