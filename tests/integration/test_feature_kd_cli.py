@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.shared import REPO_ROOT
 
 # loss config -> its feature term; rkd compares images within a batch, so it needs three
@@ -42,3 +43,8 @@ def test_feature_kd_config_trains_two_steps(tmp_path, loss):
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 2
     header = next((tmp_path / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     assert f"train/loss/{term}" in header
+
+
+def test_rkd_with_two_images_per_batch_is_one_line(tmp_path):
+    proc = run_script("train.py", "experiment=smoke", "loss=rkd", f"hydra.run.dir={tmp_path}")
+    assert_one_line_error(proc, "batch_size=2", "at least 3")
