@@ -115,7 +115,7 @@ def check_batch_fits_loss(cfg: DictConfig, stages: list[DictConfig], loss) -> No
     if cfg.batch_size < loss.min_batch_size:
         raise ValueError(
             f"batch_size={cfg.batch_size}: loss={model_choice('loss')} needs at least "
-            f"{loss.min_batch_size} images per batch (image-level InfoNCE negatives)"
+            f"{loss.min_batch_size} images per batch (it compares the images of a batch)"
         )
     hr_patch = min(int(stage.data.lr_patch_size) for stage in stages) * int(cfg.scale)
     if hr_patch < loss.min_hr_patch_size:
