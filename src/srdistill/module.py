@@ -231,7 +231,13 @@ class DistillationModule(LightningModule):
         lq, gt = batch["lq"], batch["gt"]
         sr_s, feats_s = _forward_with_taps(self.student, lq, self.loss.student_taps)
         ctx = StepContext(
-            lq=lq, gt=gt, sr_s=sr_s, feats_s=feats_s, discriminator=self.discriminator
+            lq=lq,
+            gt=gt,
+            sr_s=sr_s,
+            feats_s=feats_s,
+            discriminator=self.discriminator,
+            student=self.student,
+            teacher=self.teacher,
         )
         if self.loss.needs_teacher:
             with torch.no_grad():

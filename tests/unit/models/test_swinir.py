@@ -131,7 +131,7 @@ def test_output_shape_for_odd_input(scale, upsampler):
 
 def test_forward_intermediates_matches_forward():
     model = tiny(scale=2)
-    assert model.tap_names == ("layers.0", "layers.1", "body")
+    assert model.tap_names == ("layers.0", "layers.1", "conv_after_body", "body")
     x = torch.rand(1, 3, 13, 10)
     with torch.no_grad():
         out = model(x)

@@ -64,7 +64,7 @@ class EDSR(TappableBackbone):
         self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
         self.upsample = PixelShuffleUpsample(scale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
-        self.tap_names = tuple(f"body.{i}" for i in range(num_block)) + ("body",)
+        self.tap_names = tuple(f"body.{i}" for i in range(num_block)) + ("conv_after_body", "body")
         self.bicubic = MatlabBicubicUpsample(scale, in_chans) if bicubic_skip else None
         if bicubic_skip:
             nn.init.zeros_(self.conv_last.weight)
@@ -74,10 +74,10 @@ class EDSR(TappableBackbone):
         shallow = self.conv_first(self.shift.normalize(x))
         feat = shallow
         for i, block in enumerate(self.body):
-            feat = block(feat)
-            record(f"body.{i}", feat)
-        feat = self.conv_after_body(feat) + shallow
-        record("body", feat)
+            feat = record(f"body.{i}", block(feat))
+        # conv_after_body: the body's output before the global skip (the feature-KD papers' tap)
+        feat = record("conv_after_body", self.conv_after_body(feat)) + shallow
+        feat = record("body", feat)
         out = self.conv_last(self.upsample(feat))
         if self.bicubic is not None:
             return self.bicubic(x) + out / self.shift.img_range

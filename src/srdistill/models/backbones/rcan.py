@@ -105,16 +105,16 @@ class RCAN(TappableBackbone):
         self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
         self.upsample = PixelShuffleUpsample(scale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
-        self.tap_names = tuple(f"body.{g}" for g in range(num_group)) + ("body",)
+        self.tap_names = tuple(f"body.{g}" for g in range(num_group)) + ("conv_after_body", "body")
 
     def _forward(self, x: torch.Tensor, record: Recorder) -> torch.Tensor:
         shallow = self.conv_first(self.shift.normalize(x))
         feat = shallow
         for g, group in enumerate(self.body):
-            feat = group(feat)
-            record(f"body.{g}", feat)
-        feat = self.conv_after_body(feat) + shallow
-        record("body", feat)
+            feat = record(f"body.{g}", group(feat))
+        # conv_after_body: the body's output before the global skip (the feature-KD papers' tap)
+        feat = record("conv_after_body", self.conv_after_body(feat)) + shallow
+        feat = record("body", feat)
         return self.shift.denormalize(self.conv_last(self.upsample(feat)))
 
 

@@ -143,15 +143,15 @@ class SPAN(TappableBackbone):
 
     def _forward(self, x: torch.Tensor, record: Recorder) -> torch.Tensor:
         feat = self.conv_1((x - self.mean) * self.img_range)
-        record("conv_1", feat)
+        feat = record("conv_1", feat)
         h = feat
         for i in range(1, self.num_blocks + 1):
             h, first = getattr(self, f"block_{i}")(h)
-            record(f"block_{i}", h)
+            h = record(f"block_{i}", h)
             if i == 1:
                 out_b1 = h
         cat = self.conv_cat(torch.cat([feat, self.conv_2(h), out_b1, first], dim=1))
-        record("conv_cat", cat)
+        cat = record("conv_cat", cat)
         return self.upsampler(cat)
 
     def reparameterize(self) -> SPAN:

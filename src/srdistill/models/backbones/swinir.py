@@ -300,7 +300,8 @@ class SwinIR(TappableBackbone):
     """SwinIR for super-resolution (classical or lightweight tail).
 
     Input is RGB in [0, 1] of any size; the output is ``scale`` times larger, in the same range
-    but not clamped. Taps: ``layers.{i}`` (after each RSTB) and ``body`` (after the long skip),
+    but not clamped. Taps: ``layers.{i}`` (after each RSTB), ``conv_after_body`` (before the long skip) and
+    ``body`` (after it),
     all (B, C, H', W') at the input size padded up to a multiple of ``window_size``.
     """
 
@@ -352,7 +353,7 @@ class SwinIR(TappableBackbone):
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = _resi_conv(embed_dim, resi_connection)
         self._build_tail(upsampler, scale, embed_dim, in_chans)
-        self.tap_names = tuple(f"layers.{i}" for i in range(len(depths))) + ("body",)
+        self.tap_names = tuple(f"layers.{i}" for i in range(len(depths))) + ("conv_after_body", "body")
         self.apply(self._init_weights)
 
     @staticmethod
@@ -426,7 +427,10 @@ class SwinIR(TappableBackbone):
         t = self.patch_embed(x)
         for i, layer in enumerate(self.layers):
             t = layer(t, size)
-            record(f"layers.{i}", tokens_to_image(t, size))
+            image = tokens_to_image(t, size)
+            tapped = record(f"layers.{i}", image)
+            if tapped is not image:  # a replacement (forward_replacing): continue from it
+                t = image_to_tokens(tapped)
         return tokens_to_image(self.norm(t), size)
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -439,8 +443,8 @@ class SwinIR(TappableBackbone):
         mean = self.mean.to(x.dtype)
         x = (self._pad(x) - mean) * self.img_range
         shallow = self.conv_first(x)
-        body = self.conv_after_body(self._deep_features(shallow, record)) + shallow
-        record("body", body)
+        deep = self.conv_after_body(self._deep_features(shallow, record))
+        body = record("body", record("conv_after_body", deep) + shallow)
         out = self._reconstruct(body) / self.img_range + mean
         return out[..., : h * self.scale, : w * self.scale]
 
