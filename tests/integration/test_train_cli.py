@@ -43,6 +43,8 @@ def test_smoke_run_writes_results_and_checkpoints(tmp_path, loss):
     assert results["steps"] == 4
     assert 5 < results["val"]["val/SampleVal/psnr_y"] < 40
     assert {"config_hash", "wall_time_s", "teacher"} <= set(results)
+    tags = {"table": None, "backbone": "tiny", "method": loss, "scale": 2, "seed": 0}
+    assert results["tags"] == tags
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert list((tmp_path / "samples").glob("step_*.png"))
     metrics = (tmp_path / "csv").rglob("metrics.csv")
@@ -147,6 +149,7 @@ def test_every_sweep_job_composes_and_builds_its_loss(experiment):
     assert len(jobs) >= 2
     for overrides in jobs:
         cfg = compose_config("train", overrides)
+        assert cfg.tags.table == experiment  # results.json and the loggers say which table
         loss = build_loss(cfg.loss)
         assert "rec" in loss.terms
         assert cfg.teacher.arch._target_ and cfg.student.arch._target_

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from srdistill.cli.builders import (
     build_loggers,
@@ -141,6 +141,8 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
     """Train through every stage; each later stage resumes the previous one's end checkpoint
     (optimisers, schedulers, EMA and step carry over). A resumed run skips finished stages."""
     loggers, ckpt_path = build_loggers(cfg), cfg.ckpt_path
+    for logger in loggers or []:
+        logger.log_hyperparams({"tags": run_tags(cfg)})
     done = _checkpoint_step(ckpt_path)
     for i, stage_cfg in enumerate(stages):
         if done >= stage_cfg.trainer.max_steps and i < len(stages) - 1:
@@ -180,6 +182,12 @@ def preflight(cfg: DictConfig) -> list[DictConfig]:
     return stages
 
 
+def run_tags(cfg: DictConfig) -> dict:
+    """What the run is (table, backbone, method, scale, seed): conf/train.yaml ``tags``."""
+    tags = cfg.get("tags")
+    return OmegaConf.to_container(tags, resolve=True) if tags is not None else {}
+
+
 def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, object]:
     """Train one network from the seed up, validate it once more; its results, trainer, data."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -191,6 +199,7 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         "config_hash": config_hash(cfg),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "teacher": module.teacher_identity,
+        "tags": run_tags(cfg),
     }
     if module.hparams.get("grad_share_every"):
         every = module.hparams.grad_share_every

@@ -53,9 +53,7 @@ class TappableBackbone(nn.Module):
         out = self._forward(x, record)
         return out, feats
 
-    def forward_replacing(
-        self, x: torch.Tensor, tap: str, feature: torch.Tensor
-    ) -> torch.Tensor:
+    def forward_replacing(self, x: torch.Tensor, tap: str, feature: torch.Tensor) -> torch.Tensor:
         """The output when the feature at ``tap`` is replaced by ``feature`` (same shape).
 
         Layers before the tap still run on ``x`` (their results are discarded where the

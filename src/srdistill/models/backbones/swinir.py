@@ -300,9 +300,9 @@ class SwinIR(TappableBackbone):
     """SwinIR for super-resolution (classical or lightweight tail).
 
     Input is RGB in [0, 1] of any size; the output is ``scale`` times larger, in the same range
-    but not clamped. Taps: ``layers.{i}`` (after each RSTB), ``conv_after_body`` (before the long skip) and
-    ``body`` (after it),
-    all (B, C, H', W') at the input size padded up to a multiple of ``window_size``.
+    but not clamped. Taps: ``layers.{i}`` (after each RSTB), ``conv_after_body`` (before the long
+    skip) and ``body`` (after it), all (B, C, H', W') at the input size padded up to a multiple
+    of ``window_size``.
     """
 
     mean: torch.Tensor
@@ -353,7 +353,10 @@ class SwinIR(TappableBackbone):
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = _resi_conv(embed_dim, resi_connection)
         self._build_tail(upsampler, scale, embed_dim, in_chans)
-        self.tap_names = tuple(f"layers.{i}" for i in range(len(depths))) + ("conv_after_body", "body")
+        self.tap_names = tuple(f"layers.{i}" for i in range(len(depths))) + (
+            "conv_after_body",
+            "body",
+        )
         self.apply(self._init_weights)
 
     @staticmethod
