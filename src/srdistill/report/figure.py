@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from srdistill.report.paper import paper_params, paper_row
-from srdistill.report.tables import Record
+from srdistill.report.tables import Record, scale_name
 
 
 def _params(record: Record, table: dict, run_params: dict) -> float | None:
@@ -51,7 +51,7 @@ def write_tradeoff(path: Path, points: list[tuple], benchmark: str) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_ylabel(f"{benchmark} PSNR-Y (dB)")
-        ax.set_title(f"x{scale}")
+        ax.set_title(scale_name(scale))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -94,6 +94,10 @@ def _columns(records: list[Record]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((r.benchmark, r.metric) for r in records))
 
 
+def scale_name(scale: int | None) -> str:
+    return "scale not recorded" if scale is None else f"x{scale}"
+
+
 def _digits(metric: str, digits: int) -> int:
     return digits if metric == "psnr" else 4
 
@@ -112,7 +116,8 @@ def markdown(records: list[Record], table_name: str, table: dict, digits: int) -
         for benchmark, metric in columns:
             name = f"{benchmark} {metric.upper()}"
             head += [name, f"{name} paper", f"{name} diff"]
-        lines += [f"### x{scale}", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        lines += [f"### {scale_name(scale)}", ""]
+        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
         for cells in methods.values():
             first = next(iter(cells.values()))
             row = [first.label, str(first.n)]
@@ -144,7 +149,7 @@ def latex(records: list[Record], table: dict, digits: int) -> str:
         head = ["Method", "$n$"]
         for benchmark, metric in columns:
             head += [f"{benchmark} {metric.upper()}", "paper", "$\\Delta$"]
-        out += [f"% x{scale}", f"\\begin{{tabular}}{{{spec}}}", "\\hline"]
+        out += [f"% {scale_name(scale)}", f"\\begin{{tabular}}{{{spec}}}", "\\hline"]
         out += [" & ".join(head) + " \\\\", "\\hline"]
         for cells in methods.values():
             first = next(iter(cells.values()))
