@@ -1,0 +1,135 @@
+"""Summarise the results.json files of one or more sweeps, or set them beside a paper's table.
+
+srdistill-report multirun/2026-11-23_02-30-00 [--group loss]
+    [--deployed] [--digits 4] [--baseline span_tiny.json] [--versus GROUP]
+srdistill-report outputs/mcad_tab3 [more sweeps] --out report/ [--paper mcad_tab3]
+
+Summary mode prints a markdown table: mean +- std over seeds per group.
+--group names an override (or a tag of results.json) that tells the runs apart (loss, seed, ...),
+or ``folder``: the folder that holds each run folder (OUT/<arm>/seed0/results.json -> <arm>);
+--versus GROUP adds each group's difference to GROUP, paired by seed (same seed, same data order);
+--eval-json NAME reads each run's metrics from the eval.py ``out=`` file NAME in its folder (e.g.
+the exported network's score), and a control's from <run>/without_teacher/NAME as the group
+"<group> without teacher" (pair them with --versus);
+--grad-share TERM summarises the runs' gradient shares (module.grad_share_every) of TERM instead:
+its gradient norm relative to the rec term's and the cosine with it, first / mean / last;
+--deployed reads the deployed student of the final table (adapters merged, averaged) instead of
+the last validation; --baseline adds the gain of each group's mean over an eval.py ``out=`` JSON;
+--final-table summarises the rows of the runs' final tables (bicubic, teacher, the student
+without teacher, the distilled student) and the gain of distillation, seed by seed.
+
+Paper mode (--paper or --out): per scale, a row per method in the paper's order; for each
+benchmark our mean +- std over seeds, n, the paper's number and ours - paper. Runs are told apart
+by the ``tags`` of results.json (table, method, scale, seed), else by their ``loss=``/``scale=``/
+``seed=`` overrides. --out writes report.md, report.tex, report.csv and tradeoff.png there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from srdistill.report.collect import (
+    ReportError,
+    Run,
+    deployed_metrics,
+    eval_json_runs,
+    identity,
+    load_runs,
+)
+from srdistill.report.figure import tradeoff_points, write_tradeoff
+from srdistill.report.paper import paper_table
+from srdistill.report.summary import final_table_summary, grad_share_summary, summarize
+from srdistill.report.tables import csv_text, latex, markdown, paper_records
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="srdistill-report",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
+    parser.add_argument("roots", type=Path, nargs="+", metavar="SWEEP")
+    parser.add_argument("--group", default="loss")
+    parser.add_argument("--deployed", action="store_true")
+    parser.add_argument("--digits", type=int, default=None, help="PSNR decimals (3; paper: 2)")
+    parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument("--final-table", action="store_true")
+    parser.add_argument("--versus", default=None, help="a group to subtract, paired by seed")
+    parser.add_argument("--grad-share", default=None, metavar="TERM")
+    parser.add_argument("--eval-json", default=None, metavar="NAME")
+    parser.add_argument("--paper", default=None, metavar="TABLE", help="e.g. mcad_tab3")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the paper-mode files")
+    return parser.parse_args(argv)
+
+
+def chosen_table(runs: list[Run], paper: str | None) -> str:
+    """--paper, else the one table the runs' tags name."""
+    if paper:
+        return paper
+    tagged = sorted({t for t in (identity(*run)["table"] for run in runs) if t})
+    if len(tagged) != 1:
+        found = f"their tags name {', '.join(tagged)}" if tagged else "they carry no table tag"
+        raise ReportError(f"which paper table? {found}; choose one with --paper (e.g. mcad_tab3)")
+    return tagged[0]
+
+
+def paper_report(runs: list[Run], args: argparse.Namespace) -> str:
+    name = chosen_table(runs, args.paper)
+    table = paper_table(name)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ReportError(f"--out {args.out} is a file; give a folder")
+    digits = 2 if args.digits is None else args.digits
+    records = paper_records(runs, table)
+    if not records:
+        raise ReportError("no benchmark is scored in every run (val/<Set>/psnr_y in results.json)")
+    text = markdown(records, name, table, digits)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.md").write_text(text + "\n")
+        (args.out / "report.tex").write_text(latex(records, table, digits))
+        (args.out / "report.csv").write_text(csv_text(records))
+        run_params = {}
+        for run in runs:
+            who = identity(*run)
+            run_params[(who["scale"], who["method"])] = who["params"]
+        points = tradeoff_points(records, table, run_params)
+        if points:
+            write_tradeoff(args.out / "tradeoff.png", points, records[-1].benchmark)
+        else:
+            print("no trade-off figure: neither the runs nor the paper give parameter counts")
+    return text
+
+
+def report(args: argparse.Namespace) -> str:
+    runs = load_runs(args.roots)
+    if args.paper or args.out is not None:
+        return paper_report(runs, args)
+    digits = 3 if args.digits is None else args.digits
+    if args.final_table:
+        return final_table_summary(runs, digits)
+    if args.grad_share:
+        return grad_share_summary(runs, args.group, args.grad_share)
+    if args.deployed:
+        runs = [(overrides, deployed_metrics(result)) for overrides, result in runs]
+    if args.eval_json:
+        runs = eval_json_runs(runs, args.group, args.eval_json)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    return summarize(runs, args.group, digits, baseline, args.versus)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        text = report(args)
+    except (ReportError, OSError) as err:  # OSError: an unreadable file or folder, named
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

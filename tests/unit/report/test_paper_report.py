@@ -1,0 +1,150 @@
+"""srdistill-report's paper mode on a synthetic sweep: 2 methods x 2 seeds at x4 beside Tab. 3."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from srdistill.report.cli import main
+
+# (method, seed) -> (Set5 PSNR, Urban100 PSNR); SSIM fixed per method
+PSNR = {
+    ("scratch", 0): (32.0, 26.0),
+    ("scratch", 1): (32.2, 26.4),
+    ("fitnet", 0): (31.5, 25.3),
+    ("fitnet", 1): (31.7, 25.5),
+}
+SSIM = {"scratch": 0.9, "fitnet": 0.8}
+
+
+def _write_run(folder, method, seed, set5, urban, tags=True):
+    folder.mkdir(parents=True)
+    val = {"val/Set5/psnr_y": set5, "val/Set5/ssim_y": SSIM[method]}
+    val |= {"val/Urban100/psnr_y": urban, "val/Urban100/ssim_y": SSIM[method]}
+    result = {"val": val, "steps": 4}
+    if tags:
+        result["tags"] = {"table": "mcad_tab3", "backbone": "edsr", "method": method}
+        result["tags"] |= {"scale": 4, "seed": seed}
+    else:
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text(
+            f"- loss={method}\n- scale=4\n- seed={seed}\n"
+        )
+    (folder / "results.json").write_text(json.dumps(result))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    # fitnet's folders sort first: the report must still follow the paper's order
+    for (method, seed), (set5, urban) in PSNR.items():
+        _write_run(tmp_path / "sweep" / f"{method}_{seed}", method, seed, set5, urban)
+    return tmp_path / "sweep"
+
+
+def _markdown_rows(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return [dict(zip(head, row, strict=True)) for row in cells]
+
+
+def test_markdown_rows_follow_the_paper_with_its_numbers_and_the_difference(sweep, tmp_path):
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out)])
+    rows = _markdown_rows((out / "report.md").read_text())
+    assert [row["method"] for row in rows] == ["Scratch", "FitNet"]
+    assert [row["n"] for row in rows] == ["2", "2"]
+    scratch, fitnet = rows
+    # Set5: mean(32.0, 32.2) = 32.10, sample std 0.14; the paper's EDSR x4 scratch 32.29
+    assert scratch["Set5 PSNR"] == "32.10 ± 0.14"
+    assert scratch["Set5 PSNR paper"] == "32.29"
+    assert scratch["Set5 PSNR diff"] == "-0.19"
+    # Urban100: mean(25.3, 25.5) = 25.40 against FitNet's 25.40: no difference
+    assert fitnet["Urban100 PSNR paper"] == "25.40"
+    assert fitnet["Urban100 PSNR diff"] == "+0.00"
+    assert fitnet["Set5 SSIM"] == "0.8000 ± 0.0000"
+    assert fitnet["Set5 SSIM paper"] == "0.8873"
+    assert fitnet["Set5 SSIM diff"] == "-0.0873"
+
+
+def test_csv_holds_the_same_numbers_at_full_precision(sweep, tmp_path):
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out)])
+    with (out / "report.csv").open() as handle:
+        records = list(csv.DictReader(handle))
+    assert len(records) == 2 * 2 * 2  # methods x benchmarks x metrics
+    for r in records:
+        assert r["n"] == "2" and r["scale"] == "4"
+        assert float(r["diff"]) == pytest.approx(float(r["mean"]) - float(r["paper"]))
+    key = ("scratch", "Set5", "psnr")
+    (scratch_set5,) = [r for r in records if (r["method"], r["benchmark"], r["metric"]) == key]
+    assert float(scratch_set5["mean"]) == pytest.approx(32.1)
+    assert float(scratch_set5["std"]) == pytest.approx(0.1414, abs=1e-4)
+    assert float(scratch_set5["paper"]) == 32.29
+
+
+def test_latex_has_a_tabular_with_a_row_per_method(sweep, tmp_path):
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out)])
+    tex = (out / "report.tex").read_text()
+    assert tex.count("\\begin{tabular}") == 1 and tex.count("\\end{tabular}") == 1
+    body = tex.split("\\begin{tabular}")[1].split("\\end{tabular}")[0]
+    rows = [line for line in body.splitlines() if line.endswith("\\\\")]
+    assert len(rows) == 1 + 2  # the header and the two methods
+    assert rows[1].startswith("Scratch & 2 & $32.10 \\pm 0.14$ & 32.29 & $-0.19$")
+
+
+def test_tradeoff_figure_is_a_png(sweep, tmp_path):
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out)])
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runs_without_tags_are_told_apart_by_their_overrides(tmp_path, capsys):
+    for (method, seed), (set5, urban) in PSNR.items():
+        _write_run(tmp_path / "s" / f"{method}_{seed}", method, seed, set5, urban, tags=False)
+    main([str(tmp_path / "s"), "--paper", "mcad_tab3"])
+    rows = _markdown_rows(capsys.readouterr().out)
+    assert [(row["method"], row["n"]) for row in rows] == [("Scratch", "2"), ("FitNet", "2")]
+
+
+def _error_line(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_a_folder_without_results_is_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert str(tmp_path / "empty") in _error_line(capsys, [str(tmp_path / "empty")])
+
+
+def test_an_unknown_paper_table_is_one_line_error_naming_the_known_ones(sweep, tmp_path, capsys):
+    line = _error_line(capsys, [str(sweep), "--paper", "mcad_tab99", "--out", str(tmp_path / "o")])
+    assert "--paper mcad_tab99" in line and "mcad_tab3" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_untagged_runs_need_paper(tmp_path, capsys):
+    _write_run(tmp_path / "s" / "a", "scratch", 0, 32.0, 26.0, tags=False)
+    assert "--paper" in _error_line(capsys, [str(tmp_path / "s"), "--out", str(tmp_path / "o")])
+
+
+def test_python_dash_m_runs_the_same_command(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "srdistill.report", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    expected = f"error: {tmp_path / 'nothing'}: no results.json below it; "
+    expected += "give the folder of a sweep"
+    assert proc.stderr.strip() == expected
