@@ -123,10 +123,9 @@ class MixtureOfPriorsLoss(PairedTapLoss):
         if ctx.teacher is None or ctx.student is None:
             raise RuntimeError("mipkd's block path runs the networks: the context needs both")
         if route == "teacher":
-            net, tap, decoder = ctx.teacher, self.teacher_taps[k], self.dec_t[k]
+            net, tap, decoder, feats = ctx.teacher, self.teacher_taps[k], self.dec_t[k], ctx.feats_t
         else:
-            net, tap, decoder = ctx.student, self.student_taps[k], self.dec_s[k]
-        feats = ctx.feats_t if route == "teacher" else ctx.feats_s
+            net, tap, decoder, feats = ctx.student, self.student_taps[k], self.dec_s[k], ctx.feats_s
         feature = (decoder(z) * self.feature_scale).to(feats[tap].dtype)
         out = net.forward_replacing(ctx.lq, tap, feature)
         return F.l1_loss(out.float(), ctx.teacher_output().detach().float())
