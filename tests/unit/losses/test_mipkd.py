@@ -1,0 +1,248 @@
+"""MiPKD's mixture of priors: the mask's extremes, an identity mixer, a hand-computed value,
+where the gradients go (through the frozen teacher, never into it) and every backbone pair."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from srdistill.cli.builders import build_loss
+from srdistill.losses.context import StepContext
+from srdistill.losses.mipkd import MixtureOfPriorsLoss
+from srdistill.models.taps import TappableBackbone
+from tests.helpers.configs import compose_config
+
+
+def feature_context(feats_s, feats_t, **kwargs):
+    z = torch.zeros(1, 3, 4, 4)
+    return StepContext(lq=z, gt=z, sr_s=z, sr_t=z, feats_s=feats_s, feats_t=feats_t, **kwargs)
+
+
+def feature_only(**kwargs):
+    """Two taps, student 3 channels, teacher 5; no block path (it needs networks)."""
+    return MixtureOfPriorsLoss(["a", "c"], ["b", "d"], 3, 5, block_weight=0.0, **kwargs)
+
+
+def random_features():
+    fs = {"a": torch.randn(2, 3, 6, 6), "c": torch.randn(2, 3, 6, 6)}
+    ft = {"b": torch.randn(2, 5, 6, 6) * 255, "d": torch.randn(2, 5, 6, 6) * 255}
+    return fs, ft
+
+
+def test_full_mask_makes_feat_the_auto_encoder_loss():
+    torch.manual_seed(0)
+    loss = feature_only(mask_prob=1.0, feature_scale=255.0)
+    loss(feature_context(*random_features()))
+    assert loss.last_terms["feat"].item() > 0
+    torch.testing.assert_close(loss.last_terms["feat"], loss.last_terms["ae"])
+    # a half mask mixes in the student, so the two differ
+    half = feature_only(mask_prob=0.5, feature_scale=255.0)
+    half.load_state_dict(loss.state_dict())
+    half(feature_context(*random_features()))
+    assert half.last_terms["feat"].item() != pytest.approx(half.last_terms["ae"].item())
+
+
+@pytest.mark.parametrize(
+    ("mask_prob", "silent", "heard"), [(0.0, "enc_t", "enc_s"), (1.0, "enc_s", "enc_t")]
+)
+def test_the_masked_out_encoder_gets_no_gradient_from_feat(mask_prob, silent, heard):
+    torch.manual_seed(0)
+    loss = feature_only(mask_prob=mask_prob, ae_weight=0.0)
+    loss(feature_context(*random_features())).backward()
+    for name, p in getattr(loss, silent).named_parameters():
+        assert p.grad is not None and not p.grad.any(), name
+    for module in (getattr(loss, heard), loss.dec_t):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_ae_weight_follows_feat_weight_unless_given():
+    assert feature_only(feat_weight=2.0).ae_weight == 2.0
+    assert feature_only(feat_weight=2.0, ae_weight=0.5).ae_weight == 0.5
+
+
+class Stub(TappableBackbone):
+    """``out = factor * feature at tap`` where the tap is the input itself."""
+
+    def __init__(self, tap: str, factor: float) -> None:
+        super().__init__()
+        self.tap_names, self.factor = (tap,), factor
+
+    def _forward(self, x, record):
+        return self.factor * record(self.tap_names[0], x)
+
+
+def constant_decoders(loss, teacher_value, student_value):
+    """Every mixer conv weight 0: D gives teacher_value, D_S student_value, whatever z is."""
+    with torch.no_grad():
+        for p in loss.parameters():
+            p.zero_()
+        loss.dec_t[0][2].bias.fill_(teacher_value)
+        loss.dec_s[0][2].bias.fill_(student_value)
+
+
+@pytest.mark.parametrize(("route", "block"), [("teacher", 2.0), ("student", 1.5)])
+def test_by_hand(route, block):
+    # F_T = 4 with s = 2 -> target 2; D = 0.5 -> L_feat = L_ae = 1.5.
+    # teacher route: D * s = 1 at the tap, teacher out = 2 * 1 = 2, O_T = 0 -> L_block = 2;
+    # student route: D_S * s = 0.5, student out = 3 * 0.5 = 1.5 -> L_block = 1.5.
+    loss = MixtureOfPriorsLoss(
+        ["s"], ["t"], 1, 1, feature_scale=2.0, block_weight=0.1, force_route=route
+    )
+    constant_decoders(loss, 0.5, 0.25)
+    lq = torch.full((1, 1, 2, 2), 4.0)
+    ctx = StepContext(
+        lq=lq,
+        gt=lq,
+        sr_s=lq,
+        sr_t=torch.zeros_like(lq),
+        feats_s={"s": torch.ones_like(lq)},
+        feats_t={"t": lq},
+        student=Stub("s", 3.0),
+        teacher=Stub("t", 2.0),
+    )
+    total = loss(ctx)
+    assert loss.last_terms["feat"].item() == pytest.approx(1.5)
+    assert loss.last_terms["ae"].item() == pytest.approx(1.5)
+    assert loss.last_terms["block"].item() == pytest.approx(block)
+    assert total.item() == pytest.approx(3.0 + 0.1 * block)
+    assert loss.last_block == (0, route)
+
+
+def network_pair(backbone="tiny", scale=2, **options):
+    """A backbone pair (random weights, teacher frozen as the module freezes it) and its
+    loss=mipkd mixer term, with ``options`` overriding the term's config."""
+    cfg = compose_config("train", [f"backbone={backbone}", f"scale={scale}", "loss=mipkd"])
+    for key, value in options.items():
+        cfg.loss.terms.mix.loss[key] = value
+    torch.manual_seed(0)
+    student, teacher = instantiate(cfg.student.arch), instantiate(cfg.teacher.arch).eval()
+    teacher.requires_grad_(False)
+    return cfg, student, teacher, build_loss(cfg.loss).terms["mix"]
+
+
+def run_context(cfg, student, teacher, lq):
+    """What the module hands the loss: student taps with grad, teacher's under no_grad."""
+    sr_s, feats_s = student.forward_intermediates(lq, list(cfg.kd_taps.student))
+    with torch.no_grad():
+        sr_t, feats_t = teacher.forward_intermediates(lq, list(cfg.kd_taps.teacher))
+    return StepContext(
+        lq=lq,
+        gt=lq,
+        sr_s=sr_s,
+        sr_t=sr_t,
+        feats_s=feats_s,
+        feats_t=feats_t,
+        student=student,
+        teacher=teacher,
+    )
+
+
+def make_sign_split_identity(loss, k):
+    """E_T^k(F) = [F, -F] (second conv identity); D^k: ReLU passes the non-negative latent
+    and the last conv maps [a, b] -> a - b, so D^k(E_T^k(F)) == F for features of either sign
+    (latent = 2 x teacher channels, centre taps only)."""
+    c = loss.dec_t[k][2].out_channels
+    eye, eye2 = torch.eye(c), torch.eye(2 * c)
+    with torch.no_grad():
+        for module in (loss.enc_t[k], loss.dec_t[k]):
+            for conv in (module[0], module[2]):
+                conv.weight.zero_()
+                conv.bias.zero_()
+        loss.enc_t[k][0].weight[:, :, 1, 1] = torch.cat([eye, -eye])
+        loss.enc_t[k][2].weight[:, :, 1, 1] = eye2
+        loss.dec_t[k][0].weight[:, :, 1, 1] = eye2
+        loss.dec_t[k][2].weight[:, :, 1, 1] = torch.cat([eye, -eye], dim=1)
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_identity_mixer_routed_to_the_teacher_reproduces_its_output(k):
+    # tiny pair: teacher taps have 32 channels
+    options = {"latent_channels": 64, "mask_prob": 1.0, "force_route": "teacher", "force_tap": k}
+    cfg, student, teacher, loss = network_pair(**options)
+    ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
+    loss(ctx)
+    assert loss.last_terms["block"].item() > 1e-3  # a random mixer changes the teacher's output
+    make_sign_split_identity(loss, k)
+    loss(ctx)
+    assert loss.last_terms["block"].item() == pytest.approx(0.0, abs=1e-6)
+    tap = cfg.kd_taps.teacher[k]
+    mixed = loss.dec_t[k](loss.enc_t[k](ctx.feats_t[tap] / 255.0)) * 255.0
+    torch.testing.assert_close(teacher.forward_replacing(ctx.lq, tap, mixed), ctx.sr_t)
+
+
+@pytest.mark.parametrize("route", ["teacher", "student"])
+def test_block_path_trains_the_mixer_and_student_through_the_frozen_teacher(route):
+    # block path only, all latent from the student: the student's first layer can only get a
+    # gradient through D^k (D_S^k) and the network layers after tap k
+    options = {"mask_prob": 0.0, "feat_weight": 0.0, "ae_weight": 0.0, "force_route": route}
+    cfg, student, teacher, loss = network_pair(**options, force_tap=0)
+    loss(run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.conv_first.weight.grad.abs().sum() > 0
+    decoder, unused = (loss.dec_t, loss.dec_s) if route == "teacher" else (loss.dec_s, loss.dec_t)
+    for module in (loss.enc_s[0], decoder[0]):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    # the other decoder and the other tap's modules are not on this path (0 x L_feat may
+    # leave zero gradients on them)
+    for p in [*unused.parameters(), *loss.enc_s[1].parameters(), *loss.enc_t.parameters()]:
+        assert p.grad is None or not p.grad.any()
+
+
+def test_every_module_and_the_student_get_gradients_and_the_teacher_none():
+    cfg, student, teacher, loss = network_pair()
+    ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
+    for seed in range(8):  # enough draws to take both routes and both taps
+        torch.manual_seed(seed)
+        loss(ctx).backward(retain_graph=True)
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is not None for p in student.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss.parameters())
+
+
+def test_random_choices_follow_the_seed():
+    cfg, student, teacher, loss = network_pair()
+    ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
+    draws = {}
+    for seed in range(12):
+        torch.manual_seed(seed)
+        value = loss(ctx).item()
+        draws[seed] = (value, loss.last_block)
+    torch.manual_seed(5)
+    assert (loss(ctx).item(), loss.last_block) == draws[5]
+    assert {block for _, block in draws.values()} == {
+        (k, r) for k in (0, 1) for r in ("teacher", "student")
+    }
+    assert len({value for value, _ in draws.values()}) == len(draws)  # the mask differs too
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="force_route"):
+        feature_only(force_route="sideways")
+    with pytest.raises(ValueError, match="force_tap"):
+        feature_only(force_tap=2)
+    with pytest.raises(ValueError, match="mask_prob"):
+        feature_only(mask_prob=1.5)
+    with pytest.raises(ValueError, match="same non-zero number"):
+        MixtureOfPriorsLoss(["a"], [], 3, 5)
+
+
+# the sample teacher is x4 only; the others are built at x2 to keep the forward small
+@pytest.mark.parametrize(
+    ("backbone", "scale"),
+    [("sample", 4), ("edsr", 2), ("rcan", 2), ("swinir", 2), ("span", 2)],
+)
+def test_runs_on_every_backbone_pair(backbone, scale):
+    cfg, student, teacher, loss = network_pair(backbone, scale)
+    ctx = run_context(cfg, student, teacher, torch.rand(1, 3, 8, 8))
+    assert [m[0].in_channels for m in loss.enc_s] == [cfg.kd_taps.student_channels] * len(
+        loss.enc_s
+    )
+    assert [m[0].in_channels for m in loss.enc_t] == [cfg.kd_taps.teacher_channels] * len(
+        loss.enc_t
+    )
+    for k in range(len(cfg.kd_taps.student)):
+        for route in ("teacher", "student"):
+            loss.force_tap, loss.force_route = k, route
+            value = loss(ctx)
+            assert torch.isfinite(value) and loss.last_terms["block"] > 0, (k, route)
+    value.backward()
+    assert all(p.grad is None for p in teacher.parameters())
