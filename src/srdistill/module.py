@@ -342,7 +342,7 @@ class DistillationModule(LightningModule):
         logs = {f"train/loss/{k}": v for k, v in g_logs.items()}
         logs.update({f"train/{k}": v for k, v in d_logs.items()})
         cont = self.loss.terms["cont"] if "cont" in self.loss.terms else None
-        if cont is not None:
+        if hasattr(cont, "temperature"):  # MCAD's InfoNCE; CSD's ratio has no temperature
             logs["train/tau"] = cont.temperature().detach()
         for role, opt in zip("gd", self._optimizers(), strict=False):
             logs[f"train/lr/{role}"] = opt.param_groups[0]["lr"]
