@@ -4,7 +4,9 @@ Manual optimisation: each iteration runs a generator step (student + loss-term p
 projection heads and temperature) on the weighted loss with D untouched, and, when a
 discriminator is configured, a D step on ``L_D`` with the student output detached. The order is
 ``g_then_d`` (default) or ``d_then_g`` (the released MCAD-KD code, which also puts D in eval mode
-for the generator step: ``d_eval_in_generator_step``). The teacher is frozen, kept in
+for the generator step: ``d_eval_in_generator_step``). With ``loss.step_groups`` (DUKD) the
+generator step is one optimizer step per group of terms, each group evaluated with the student
+the previous step left; the iteration still counts as one step. The teacher is frozen, kept in
 eval mode, never given to an optimiser and never written into run checkpoints (only its path and
 SHA-256 are).
 
