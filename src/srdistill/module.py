@@ -4,7 +4,9 @@ Manual optimisation: each iteration runs a generator step (student + loss-term p
 projection heads and temperature) on the weighted loss with D untouched, and, when a
 discriminator is configured, a D step on ``L_D`` with the student output detached. The order is
 ``g_then_d`` (default) or ``d_then_g`` (the released MCAD-KD code, which also puts D in eval mode
-for the generator step: ``d_eval_in_generator_step``). The teacher is frozen, kept in
+for the generator step: ``d_eval_in_generator_step``). With ``loss.step_groups`` (DUKD) the
+generator step is one optimizer step per group of terms, each group evaluated with the student
+the previous step left; the iteration still counts as one step. The teacher is frozen, kept in
 eval mode, never given to an optimiser and never written into run checkpoints (only its path and
 SHA-256 are).
 
@@ -18,6 +20,7 @@ averaging. Without either, the two would be one network and only ``val/`` is log
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +37,7 @@ from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.context import StepContext
 from srdistill.metrics.sr import PSNR, SSIM
 from srdistill.training.ema import ExponentialMovingAverage
-from srdistill.training.grad_share import check_grad_share_every, grad_shares, weighted_terms
+from srdistill.training.grad_share import REFERENCE, check_grad_share_every, grad_shares
 from srdistill.training.nonfinite import (
     NonFiniteGuard,
     check_finite_lr,
@@ -245,31 +248,61 @@ class DistillationModule(LightningModule):
         return ctx
 
     def _generator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One optimizer step per group of ``loss.step_groups`` (one group unless configured);
+        each later group sees the student as the previous group's step left it. Only the last
+        step counts towards ``trainer.global_step``: an iteration is one step."""
         opt = self._optimizers()[0]
         self.toggle_optimizer(opt)  # D's parameters stop requiring grad during this step
-        # the released MCAD-KD code judges the student with D in eval mode (spectral norm's
-        # power iteration then does not advance on the generator's forward passes)
-        with _eval_mode(self.discriminator, self.hparams.d_eval_in_generator_step):
-            total, terms = self.loss(ctx)
-        self._record_grad_shares(terms)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        if self._finite_step("g", opt, {**terms, "total": total}) and self.hparams.grad_clip_norm:
-            self.clip_gradients(
-                opt, gradient_clip_val=self.hparams.grad_clip_norm, gradient_clip_algorithm="norm"
-            )
-        opt.step()  # a skipped step has no gradients: it counts as an iteration, nothing moves
+        logs: dict[str, torch.Tensor] = {}
+        totals, skipped, bad = [], False, []
+        for index, names in enumerate(self.loss.step_groups):
+            if index:
+                ctx = self._with_current_student(ctx, names)
+            # the released MCAD-KD code judges the student with D in eval mode (spectral norm's
+            # power iteration then does not advance on the generator's forward passes)
+            with _eval_mode(self.discriminator, self.hparams.d_eval_in_generator_step):
+                total, terms = self.loss(ctx, names)
+            self._record_grad_shares(terms)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(total)
+            group_skipped, group_bad = self._check_finite(opt, {**terms, "total": total})
+            skipped, bad = skipped or group_skipped, bad + group_bad
+            if not group_skipped and self.hparams.grad_clip_norm:
+                self.clip_gradients(
+                    opt,
+                    gradient_clip_val=self.hparams.grad_clip_norm,
+                    gradient_clip_algorithm="norm",
+                )
+            totals.append(total.detach())
+            logs.update({k: v.detach() for k, v in terms.items()})
+            # a skipped step has no gradients: it counts as an iteration, nothing moves
+            if index < len(self.loss.step_groups) - 1:
+                _step_without_counting(opt)
+        self._record_nonfinite("g", skipped, bad)  # one record per iteration, any group's skip
+        opt.step()
         self.untoggle_optimizer(opt)
-        return {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+        return {"total": torch.stack(totals).sum(), **logs}
+
+    def _with_current_student(self, ctx: StepContext, names: Sequence[str]) -> StepContext:
+        """``ctx`` with the student's outputs recomputed after the previous group's step (the
+        frozen teacher's do not change); kept when no term of the group reads them (terms that
+        run the networks on inputs of their own say ``reads_student_output = False``)."""
+        terms = [self.loss.terms[name] for name in names]
+        if not any(getattr(term, "reads_student_output", True) for term in terms):
+            return ctx
+        sr_s, feats_s = _forward_with_taps(self.student, ctx.lq, self.loss.student_taps)
+        return dataclasses.replace(ctx, sr_s=sr_s, feats_s=feats_s)
 
     def _record_grad_shares(self, terms: dict[str, torch.Tensor]) -> None:
         """Every ``grad_share_every`` steps: each term's gradient on the student next to the
         reconstruction term's (training/grad_share.py); per-process numbers under DDP."""
         every = self.hparams.grad_share_every
-        if not every or self.global_step % every:
+        # with step groups, only the group holding the reference term is compared with it
+        if not every or self.global_step % every or REFERENCE not in terms:
             return
         params = [p for p in self.student.parameters() if p.requires_grad]
-        shares = grad_shares(weighted_terms(self.loss, terms), params)
+        weighted = {name: w * terms[name] for name, w in self.loss.weights.items() if name in terms}
+        shares = grad_shares(weighted, params)
         if shares:
             logs = {f"train/grad_share/{k}": v for k, v in shares.items()}
             # straight to the loggers: self.log would repeat these values on every later step of
@@ -296,7 +329,14 @@ class DistillationModule(LightningModule):
 
     # ----- non-finite guard --------------------------------------------------------------------
     def _finite_step(self, role: str, opt, losses: dict[str, torch.Tensor]) -> bool:
-        """False (and the gradients dropped) when a loss or gradient is NaN/infinite.
+        """False (and the gradients dropped) when a loss or gradient is NaN/infinite."""
+        skip, bad = self._check_finite(opt, losses)
+        self._record_nonfinite(role, skip, bad)
+        return not skip
+
+    def _check_finite(self, opt, losses: dict[str, torch.Tensor]) -> tuple[bool, list[str]]:
+        """Whether to skip the step (its gradients then dropped) for a NaN/infinite loss or
+        gradient, and the culprits.
 
         Decided after the backward pass so that every DDP process takes the same decision from
         the synchronised gradients. With a GradScaler (16-bit mixed precision) the scaler skips
@@ -308,10 +348,9 @@ class DistillationModule(LightningModule):
         if not bad and scaler is None and not gradients_finite(opt):
             bad = ["gradient"]
         skip = self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False)
-        self._record_nonfinite(role, skip, [b for b in bad if b != "total"] or bad)
         if skip and scaler is None:
             opt.zero_grad(set_to_none=True)  # the optimizer's step then moves nothing
-        return not skip
+        return skip, [b for b in bad if b != "total"] or bad
 
     def _record_nonfinite(self, role: str, skipped: bool, names: list[str]) -> None:
         for name in names if skipped else ():

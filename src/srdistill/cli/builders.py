@@ -29,12 +29,16 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def build_loss(loss_cfg: DictConfig) -> WeightedLoss:
+    # a term with weight 0 is left out unbuilt; its name still counts for loss.step_groups
     terms = {
-        name: {"weight": float(term.weight), "loss": instantiate(term.loss)}
+        name: {
+            "weight": float(term.weight),
+            "loss": instantiate(term.loss) if float(term.weight) != 0.0 else None,
+        }
         for name, term in loss_cfg.terms.items()
-        if float(term.weight) != 0.0
     }
-    return WeightedLoss(terms)
+    groups = loss_cfg.get("step_groups")
+    return WeightedLoss(terms, [list(g) for g in groups] if groups is not None else None)
 
 
 def build_teacher(cfg: DictConfig, needed: bool) -> tuple[nn.Module | None, dict]:

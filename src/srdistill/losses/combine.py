@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,15 +17,40 @@ class WeightedLoss(nn.Module):
     ``terms`` maps a name to ``{"weight": float, "loss": nn.Module}``; each loss takes a
     ``StepContext``. Term modules (projection heads, temperature) are submodules, so their
     parameters train with the student.
+
+    ``step_groups`` (e.g. ``[[rec, resp], [zoom_in, zoom_out]]``, DUKD's two-step update) splits
+    the terms into groups that the module minimises one after the other, one optimizer step
+    each; every term must be in exactly one group. None: one group, one step on the sum.
     """
 
-    def __init__(self, terms: Mapping[str, Mapping]) -> None:
+    def __init__(
+        self, terms: Mapping[str, Mapping], step_groups: Sequence[Sequence[str]] | None = None
+    ) -> None:
         super().__init__()
-        if not terms:
-            raise ValueError("loss.terms is empty: give at least one term, e.g. rec")
         active = {name: term for name, term in terms.items() if float(term["weight"]) != 0.0}
+        if not active:
+            raise ValueError("loss.terms is empty: give at least one term, e.g. rec")
         self.terms = nn.ModuleDict({name: term["loss"] for name, term in active.items()})
         self.weights = {name: float(term["weight"]) for name, term in active.items()}
+        self.step_groups = self._groups(step_groups, list(terms))
+
+    def _groups(self, step_groups, known: list[str]) -> list[list[str]]:
+        """The groups of active terms (terms with weight 0 dropped, then empty groups)."""
+        if step_groups is None:
+            return [list(self.terms)]
+        listed = [name for group in step_groups for name in group]
+        unknown = sorted(set(listed) - set(known))
+        if unknown:
+            raise ValueError(f"loss.step_groups names {unknown}, which are not in loss.terms")
+        repeated = sorted({name for name in listed if listed.count(name) > 1})
+        missing = [name for name in known if name not in listed]
+        if repeated or missing:
+            raise ValueError(
+                f"loss.step_groups must hold every term of loss.terms exactly once "
+                f"(repeated: {repeated}, missing: {missing}); or set loss.step_groups=null"
+            )
+        groups = [[name for name in group if name in self.terms] for group in step_groups]
+        return [group for group in groups if group]
 
     @property
     def needs_teacher(self) -> bool:
@@ -61,11 +86,15 @@ class WeightedLoss(nn.Module):
         """Intermediate features of the teacher some term reads (``ctx.feats_t``)."""
         return self._taps("teacher")
 
-    def forward(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted total and the unweighted value of every term (for logging)."""
-        values = {name: term(ctx) for name, term in self.terms.items()}
+    def forward(
+        self, ctx: StepContext, names: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total and the unweighted value of every term (for logging); only the terms
+        ``names`` (one step group) when given."""
+        terms = {name: self.terms[name] for name in (self.terms if names is None else names)}
+        values = {name: term(ctx) for name, term in terms.items()}
         total = sum(self.weights[name] * value for name, value in values.items())
-        for name, term in self.terms.items():
+        for name, term in terms.items():
             for sub, value in getattr(term, "last_terms", {}).items():
                 values[f"{name}/{sub}"] = value
         return total, values
