@@ -45,6 +45,8 @@ def test_smoke_run_writes_results_and_checkpoints(tmp_path, loss):
     assert {"config_hash", "wall_time_s", "teacher"} <= set(results)
     tags = {"table": None, "backbone": "tiny", "method": loss, "scale": 2, "seed": 0}
     assert results["tags"] == tags
+    student = instantiate(compose_config("train", ["experiment=smoke"]).student.arch)
+    assert results["params"] == sum(p.numel() for p in student.parameters())
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert list((tmp_path / "samples").glob("step_*.png"))
     metrics = (tmp_path / "csv").rglob("metrics.csv")

@@ -31,6 +31,7 @@ from srdistill.cli.common import (
 )
 from srdistill.cli.control import control_config
 from srdistill.cli.final_table import comparison_table, where_line
+from srdistill.eval.efficiency import count_parameters
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.outputs import ensure_writable_dir, write_json
 from srdistill.training import grad_share
@@ -200,6 +201,8 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         "wall_time_s": round(time.perf_counter() - start, 1),
         "teacher": module.teacher_identity,
         "tags": run_tags(cfg),
+        # the deployed network's size: srdistill-report's PSNR-vs-parameters figure
+        "params": count_parameters(module.export_student()),
     }
     if module.hparams.get("grad_share_every"):
         every = module.hparams.grad_share_every
