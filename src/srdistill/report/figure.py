@@ -1,53 +1,69 @@
-"""The trade-off figure: PSNR against parameter count, our runs beside the paper's rows."""
+"""The trade-off figure: PSNR against parameter count, our runs beside the paper's rows.
+
+Our runs are placed at the parameter count they recorded (results.json ``params``) and the
+paper's rows at the paper's counts; a run without a count is left out rather than drawn at the
+paper's model size, which may be a different network."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from srdistill.report.paper import paper_params, paper_row
 from srdistill.report.tables import Record, scale_name
 
 
-def _params(record: Record, table: dict, run_params: dict) -> float | None:
-    """The runs' own count, else the paper's row (or the table's student)."""
-    recorded = run_params.get((record.scale, record.method))
-    if recorded:
-        return float(recorded)
-    return paper_params(table, paper_row(table, record.method, record.scale))
+@dataclass(frozen=True)
+class Point:
+    scale: int | None
+    label: str
+    params: float
+    psnr: float
+    source: str  # "ours" or "paper"
 
 
-def tradeoff_points(records: list[Record], table: dict, run_params: dict) -> list[tuple]:
-    """(scale, label, params, our PSNR, the paper's PSNR) on the last benchmark (the hardest)."""
+def tradeoff_points(records: list[Record], table: dict, run_params: dict) -> list[Point]:
+    """Ours and the paper's points on the last benchmark of the records (the hardest)."""
     psnr = [r for r in records if r.metric == "psnr"]
     if not psnr:
         return []
-    benchmark = psnr[-1].benchmark
+    last = [r for r in psnr if r.benchmark == psnr[-1].benchmark]
     points = []
-    for r in psnr:
-        params = _params(r, table, run_params)
-        if r.benchmark == benchmark and params:
-            points.append((r.scale, r.label, params, r.mean, r.paper))
+    for r in last:
+        ours = run_params.get((r.scale, r.method))
+        if ours:
+            points.append(Point(r.scale, r.label, float(ours), r.mean, "ours"))
+        theirs = paper_params(table, paper_row(table, r.method, r.scale))
+        if theirs and r.paper is not None:
+            points.append(Point(r.scale, r.label, float(theirs), r.paper, "paper"))
     return points
 
 
-def write_tradeoff(path: Path, points: list[tuple], benchmark: str) -> None:
+def write_tradeoff(path: Path, points: list[Point], benchmark: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     from matplotlib import pyplot as plt
 
-    scales = sorted({p[0] for p in points}, key=lambda s: (s is None, s or 0))
+    scales = sorted({p.scale for p in points}, key=lambda s: (s is None, s or 0))
     fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
     for ax, scale in zip(axes[0], scales, strict=True):
-        mine = [p for p in points if p[0] == scale]
-        ax.scatter([p[2] for p in mine], [p[3] for p in mine], label="ours (mean)", marker="o")
-        paper = [p for p in mine if p[4] is not None]
-        ax.scatter(
-            [p[2] for p in paper], [p[4] for p in paper], label="paper", marker="x", color="k"
-        )
-        for _, label, params, ours, _ in mine:
-            offset = {"xytext": (3, 3), "textcoords": "offset points"}
-            ax.annotate(label, (params, ours), fontsize=7, **offset)
+        for source, marker in (("ours", "o"), ("paper", "x")):
+            chosen = [p for p in points if p.scale == scale and p.source == source]
+            if not chosen:
+                continue
+            label = "ours (mean over seeds)" if source == "ours" else "paper"
+            ax.scatter(
+                [p.params for p in chosen], [p.psnr for p in chosen], marker=marker, label=label
+            )
+            for p in chosen:
+                ax.annotate(
+                    p.label,
+                    (p.params, p.psnr),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_ylabel(f"{benchmark} PSNR-Y (dB)")

@@ -148,3 +148,19 @@ def test_python_dash_m_runs_the_same_command(tmp_path):
     expected = f"error: {tmp_path / 'nothing'}: no results.json below it; "
     expected += "give the folder of a sweep"
     assert proc.stderr.strip() == expected
+
+
+def test_tradeoff_places_ours_at_our_count_and_never_at_the_papers(sweep):
+    from srdistill.report.collect import load_runs
+    from srdistill.report.figure import tradeoff_points
+    from srdistill.report.paper import paper_table
+    from srdistill.report.tables import paper_records
+
+    table = paper_table("mcad_tab3")
+    records = paper_records(load_runs([sweep]), table)
+    without_counts = tradeoff_points(records, table, {})
+    assert {p.source for p in without_counts} == {"paper"}
+    assert all(p.params == table["student"]["params"] for p in without_counts)
+    with_counts = tradeoff_points(records, table, {(4, "scratch"): 1234})
+    ours = [p for p in with_counts if p.source == "ours"]
+    assert [(p.label, p.params, p.psnr) for p in ours] == [("Scratch", 1234.0, 26.2)]
