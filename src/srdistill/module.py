@@ -255,33 +255,37 @@ class DistillationModule(LightningModule):
         self.toggle_optimizer(opt)  # D's parameters stop requiring grad during this step
         logs: dict[str, torch.Tensor] = {}
         totals, skipped, bad = [], False, []
-        for index, names in enumerate(self.loss.step_groups):
+        groups = self.loss.step_groups
+        for index, names in enumerate(groups):
             if index:
                 ctx = self._with_current_student(ctx, names)
-            # the released MCAD-KD code judges the student with D in eval mode (spectral norm's
-            # power iteration then does not advance on the generator's forward passes)
-            with _eval_mode(self.discriminator, self.hparams.d_eval_in_generator_step):
-                total, terms = self.loss(ctx, names)
-            self._record_grad_shares(terms)
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(total)
-            group_skipped, group_bad = self._check_finite(opt, {**terms, "total": total})
+            total, terms, group_skipped, group_bad = self._minimise_group(opt, ctx, names)
             skipped, bad = skipped or group_skipped, bad + group_bad
-            if not group_skipped and self.hparams.grad_clip_norm:
-                self.clip_gradients(
-                    opt,
-                    gradient_clip_val=self.hparams.grad_clip_norm,
-                    gradient_clip_algorithm="norm",
-                )
-            totals.append(total.detach())
-            logs.update({k: v.detach() for k, v in terms.items()})
-            # a skipped step has no gradients: it counts as an iteration, nothing moves
-            if index < len(self.loss.step_groups) - 1:
-                _step_without_counting(opt)
+            totals.append(total)
+            logs.update(terms)
+            if index < len(groups) - 1:
+                _step_without_counting(opt)  # a skipped step has no gradients: nothing moves
         self._record_nonfinite("g", skipped, bad)  # one record per iteration, any group's skip
         opt.step()
         self.untoggle_optimizer(opt)
         return {"total": torch.stack(totals).sum(), **logs}
+
+    def _minimise_group(self, opt, ctx: StepContext, names: Sequence[str]) -> tuple:
+        """Backward of one group's weighted terms (gradients checked, clipped), no step yet;
+        the detached total and terms, whether the step is to be skipped and why."""
+        # the released MCAD-KD code judges the student with D in eval mode (spectral norm's
+        # power iteration then does not advance on the generator's forward passes)
+        with _eval_mode(self.discriminator, self.hparams.d_eval_in_generator_step):
+            total, terms = self.loss(ctx, names)
+        self._record_grad_shares(terms)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        skipped, bad = self._check_finite(opt, {**terms, "total": total})
+        if not skipped and self.hparams.grad_clip_norm:
+            self.clip_gradients(
+                opt, gradient_clip_val=self.hparams.grad_clip_norm, gradient_clip_algorithm="norm"
+            )
+        return total.detach(), {k: v.detach() for k, v in terms.items()}, skipped, bad
 
     def _with_current_student(self, ctx: StepContext, names: Sequence[str]) -> StepContext:
         """``ctx`` with the student's outputs recomputed after the previous group's step (the
