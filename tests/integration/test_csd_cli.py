@@ -1,38 +1,18 @@
 """CSD through the real CLI: two smoke steps, and its batch-size and weights-file errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.helpers.shared import REPO_ROOT
+from tests.integration.test_train_cli import train
 
 # the smoke batch holds 2 images, so 2 negatives (the default 10 needs batch_size >= 10)
 TWO_NEGATIVES = "loss.terms.cont.loss.num_negatives=2"
 
 
 def test_csd_trains_two_steps_without_saving_the_vgg(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "experiment=smoke",
-            "loss=csd",
-            TWO_NEGATIVES,
-            "trainer.max_steps=2",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = train(tmp_path, "loss=csd", TWO_NEGATIVES, "trainer.max_steps=2")
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 2
     header = next((tmp_path / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     assert "train/loss/cont" in header and "train/loss/cont/d_neg" in header

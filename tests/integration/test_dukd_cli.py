@@ -1,33 +1,11 @@
 """loss=dukd trains through the real CLI (experiment=smoke, 2 steps), two-step and summed."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.helpers.shared import REPO_ROOT
-
-
-def train(tmp_path, *overrides):
-    return subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "experiment=smoke",
-            "loss=dukd",
-            "trainer.max_steps=2",
-            f"hydra.run.dir={tmp_path}",
-            *overrides,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "WANDB_MODE": "offline"},
-    )
+from tests.integration.test_train_cli import train
 
 
 @pytest.mark.parametrize(
@@ -36,8 +14,7 @@ def train(tmp_path, *overrides):
     ids=["two_step", "summed"],
 )
 def test_dukd_trains_two_iterations(tmp_path, extra):
-    proc = train(tmp_path, *extra)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(tmp_path, "loss=dukd", "trainer.max_steps=2", *extra)
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 2
     metrics = next((tmp_path / "csv").rglob("metrics.csv")).read_text().splitlines()
     header = metrics[0].split(",")

@@ -2,14 +2,11 @@
 each of its terms and tags its results."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.helpers.configs import CONF_DIR, compose_config
-from tests.helpers.shared import REPO_ROOT
+from tests.integration.test_train_cli import train
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
 # the smallest overrides a loss needs on the tiny smoke pair (batch 2, tiny EDSRs)
@@ -28,18 +25,8 @@ def _overrides(loss: str) -> list[str]:
 @pytest.mark.slow  # ~10 s per loss; the unit tests cover each loss's maths in the fast suite
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_loss_config_trains_two_smoke_steps(tmp_path, loss):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    command = [sys.executable, "train.py", "experiment=smoke", f"loss={loss}"]
-    command += ["trainer.max_steps=2", "final_table=false", f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.run(
-        command + _overrides(loss),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    overrides = [f"loss={loss}", "trainer.max_steps=2", "final_table=false"]
+    train(tmp_path, *overrides, *_overrides(loss))
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["steps"] == 2
     assert results["tags"]["method"] == loss and results["tags"]["seed"] == 0

@@ -2,34 +2,15 @@
 checkpoint; a wrong routing option is a one-line error."""
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.helpers.shared import REPO_ROOT
+from tests.integration.test_train_cli import train
 
 
 def test_mipkd_trains_two_steps_and_checkpoints_its_mixer(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "experiment=smoke",
-            "loss=mipkd",
-            "trainer.max_steps=2",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(tmp_path, "loss=mipkd", "trainer.max_steps=2")
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 2
     header = next((tmp_path / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     for column in ("mix", "mix/feat", "mix/ae", "mix/block"):
