@@ -40,13 +40,27 @@ from srdistill.report.collect import (
     load_runs,
 )
 from srdistill.report.figure import tradeoff_points, write_tradeoff
-from srdistill.report.paper import paper_table
+from srdistill.report.paper import paper_numbers, paper_table
 from srdistill.report.summary import final_table_summary, grad_share_summary, summarize
 from srdistill.report.tables import csv_text, latex, markdown, paper_records
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Option errors as one ``error:`` line and exit 2, like every other user error here."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _digits(text: str) -> int:
+    if not text.isdigit() or int(text) > 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of decimals, 0 to 8")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="srdistill-report",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("roots", type=Path, nargs="+", metavar="SWEEP")
     parser.add_argument("--group", default="loss")
     parser.add_argument("--deployed", action="store_true")
-    parser.add_argument("--digits", type=int, default=None, help="PSNR decimals (3; paper: 2)")
+    parser.add_argument("--digits", type=_digits, default=None, help="PSNR decimals (3; paper: 2)")
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--final-table", action="store_true")
     parser.add_argument("--versus", default=None, help="a group to subtract, paired by seed")
@@ -71,10 +85,12 @@ def chosen_table(runs: list[Run], paper: str | None) -> str:
     if paper:
         return paper
     tagged = sorted({t for t in (identity(*run)["table"] for run in runs) if t})
-    if len(tagged) != 1:
-        found = f"their tags name {', '.join(tagged)}" if tagged else "they carry no table tag"
-        raise ReportError(f"which paper table? {found}; choose one with --paper (e.g. mcad_tab3)")
-    return tagged[0]
+    if len(tagged) == 1 and tagged[0] in paper_numbers()["tables"]:
+        return tagged[0]
+    found = f"their tags name {', '.join(tagged)}" if tagged else "they carry no table tag"
+    if len(tagged) == 1:
+        found += ", which has no published numbers"
+    raise ReportError(f"which paper table? {found}; choose one with --paper (e.g. mcad_tab3)")
 
 
 def paper_report(runs: list[Run], args: argparse.Namespace) -> str:

@@ -28,6 +28,26 @@ def _read_json(path: Path) -> dict:
         raise ReportError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
 
 
+def _number_or_null(value) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _checked(path: Path, result) -> dict:
+    """A results.json as train.py writes it: an object whose ``val`` maps metric names to
+    numbers and whose ``tags`` is an object; anything else is named, not half-read."""
+    if not isinstance(result, dict):
+        raise ReportError(f"{path}: not a results.json (a JSON object is expected)")
+    val, tags = result.get("val", {}), result.get("tags", {})
+    if not isinstance(val, dict) or not all(_number_or_null(v) for v in val.values()):
+        raise ReportError(f"{path}: 'val' must map metric names to numbers")
+    if not isinstance(tags, dict | None):
+        raise ReportError(f"{path}: 'tags' must be an object")
+    scale = (tags or {}).get("scale")
+    if scale is not None and (isinstance(scale, bool) or not str(scale).isdigit()):
+        raise ReportError(f"{path}: tags.scale must be a whole number, got {scale!r:.40}")
+    return result
+
+
 def load_runs(roots: Path | list[Path]) -> list[Run]:
     """Every results.json below each root; a root without one is an error naming it."""
     runs = []
@@ -36,7 +56,7 @@ def load_runs(roots: Path | list[Path]) -> list[Run]:
         if not paths:
             raise ReportError(f"{root}: no results.json below it; give the folder of a sweep")
         for path in paths:
-            result = _read_json(path)
+            result = _checked(path, _read_json(path))
             tags = {k: str(v) for k, v in (result.get("tags") or {}).items()}
             # tags fill what the overrides leave out, so ``--group method`` works as well
             args = {**tags, **_overrides(path.parent)}

@@ -164,3 +164,35 @@ def test_tradeoff_places_ours_at_our_count_and_never_at_the_papers(sweep):
     with_counts = tradeoff_points(records, table, {(4, "scratch"): 1234})
     ours = [p for p in with_counts if p.source == "ours"]
     assert [(p.label, p.params, p.psnr) for p in ours] == [("Scratch", 1234.0, 26.2)]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{broken", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"val": 5}', "'val' must map"),
+        ('{"val": {"val/Set5/psnr_y": "high"}}', "'val' must map"),
+        ('{"val": {}, "tags": {"scale": "x4"}}', "tags.scale"),
+    ],
+)
+def test_a_broken_or_crafted_results_file_is_one_line_naming_it(tmp_path, capsys, content, needle):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(content)
+    line = _error_line(capsys, [str(tmp_path)])
+    assert needle in line and "results.json" in line
+
+
+@pytest.mark.parametrize("digits", ["-5", "99", "two"])
+def test_an_absurd_digits_option_is_one_line(sweep, capsys, digits):
+    assert "--digits" in _error_line(capsys, [str(sweep), "--digits", digits])
+
+
+def test_a_tag_without_published_numbers_asks_for_paper(sweep, tmp_path, capsys):
+    for path in sweep.rglob("results.json"):
+        result = json.loads(path.read_text())
+        result["tags"]["table"] = "my_mini_table"
+        path.write_text(json.dumps(result))
+    line = _error_line(capsys, [str(sweep), "--out", str(tmp_path / "o")])
+    assert "my_mini_table" in line and "--paper" in line
+    assert not (tmp_path / "o").exists()  # nothing written
