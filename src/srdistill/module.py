@@ -8,7 +8,8 @@ for the generator step: ``d_eval_in_generator_step``). With ``loss.step_groups``
 generator step is one optimizer step per group of terms, each group evaluated with the student
 the previous step left; the iteration still counts as one step. The teacher is frozen, kept in
 eval mode, never given to an optimiser and never written into run checkpoints (only its path and
-SHA-256 are).
+SHA-256 are). A batch that carries ``sr_t`` (the teacher-output cache, data/teacher_cache.py)
+replaces the teacher's forward pass for losses that read only the teacher's output.
 
 Validation scores what ships: with adapters or ``average_weight``, ``val/<set>/...`` is the
 deployed network (``export_student``: the EMA copy when EMA is on, adapters merged, averaged,
@@ -242,7 +243,11 @@ class DistillationModule(LightningModule):
             student=self.student,
             teacher=self.teacher,
         )
-        if self.loss.needs_teacher:
+        # the teacher-output cache served the teacher's output for this crop (only ever attached
+        # for losses that read nothing else of the teacher)
+        if "sr_t" in batch and self.loss.reads_teacher_outputs_only:
+            ctx.sr_t = batch["sr_t"]
+        elif self.loss.needs_teacher:
             with torch.no_grad():
                 ctx.sr_t, ctx.feats_t = _forward_with_taps(self.teacher, lq, self.loss.teacher_taps)
         return ctx

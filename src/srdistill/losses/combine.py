@@ -57,6 +57,20 @@ class WeightedLoss(nn.Module):
         return any(getattr(term, "needs_teacher", False) for term in self.terms.values())
 
     @property
+    def reads_teacher_outputs_only(self) -> bool:
+        """Whether every teacher-reading term needs only the teacher's SR output (``ctx.sr_t``),
+        so a precomputed output (the teacher-output cache) can stand in for the teacher.
+
+        Terms that read teacher features (taps) or run the teacher on inputs of their own
+        (``runs_teacher = True``: DUKD, MiPKD) need the teacher online."""
+        return self.needs_teacher and not self.teacher_taps and not self.teacher_runners
+
+    @property
+    def teacher_runners(self) -> list[str]:
+        """Terms that run the teacher network themselves (on inputs of their own)."""
+        return [name for name, t in self.terms.items() if getattr(t, "runs_teacher", False)]
+
+    @property
     def needs_discriminator(self) -> bool:
         return any(isinstance(term, GeneratorAdversarialLoss) for term in self.terms.values())
 

@@ -31,6 +31,7 @@ def _networks(ctx: StepContext) -> tuple[nn.Module, nn.Module]:
 
 class _UpcyclingTerm(nn.Module):
     needs_teacher = True
+    runs_teacher = True  # on upcycled inputs: the teacher-output cache cannot stand in
     reads_student_output = False
 
     def __init__(self, scale: int) -> None:

@@ -50,6 +50,8 @@ class MixtureOfPriorsLoss(PairedTapLoss):
     The unweighted values are in ``last_terms`` (feat, ae, block).
     """
 
+    runs_teacher = True  # the block path runs the teacher's later layers on mixed features
+
     def __init__(
         self,
         taps_s: Sequence[str],
