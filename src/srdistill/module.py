@@ -248,9 +248,16 @@ class DistillationModule(LightningModule):
         if "sr_t" in batch and self.loss.reads_teacher_outputs_only:
             ctx.sr_t = batch["sr_t"]
         elif self.loss.needs_teacher:
-            with torch.no_grad():
-                ctx.sr_t, ctx.feats_t = _forward_with_taps(self.teacher, lq, self.loss.teacher_taps)
+            ctx.sr_t, ctx.feats_t = self.teacher_forward(lq, self.loss.teacher_taps)
         return ctx
+
+    @torch.no_grad()
+    def teacher_forward(
+        self, lq: torch.Tensor, taps: Sequence[str] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The frozen teacher's output (and ``taps`` features) on ``lq``, without gradients; the
+        one place the teacher runs during training, and what the teacher-output cache stores."""
+        return _forward_with_taps(self.teacher, lq, taps)
 
     def _generator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One optimizer step per group of ``loss.step_groups`` (one group unless configured);
