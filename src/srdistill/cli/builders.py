@@ -125,8 +125,11 @@ def build_loggers(cfg: DictConfig) -> list | bool:
     return [instantiate(c) for c in cfg.logger] if cfg.get("logger") else False
 
 
-def build_trainer(cfg: DictConfig, loggers: list | bool | None = None):
-    """A Trainer; pass ``loggers`` to keep logging into the same run across training stages."""
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
+def build_trainer(cfg: DictConfig, loggers: list | bool | None = None, extra_callbacks=()):
+    """A Trainer; pass ``loggers`` to keep logging into the same run across training stages;
+    ``extra_callbacks`` run before the configured ones (the teacher-output cache)."""
+    callbacks = list(extra_callbacks)
+    if cfg.get("callbacks"):
+        callbacks += [instantiate(c) for c in cfg.callbacks.values()]
     loggers = build_loggers(cfg) if loggers is None else loggers
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

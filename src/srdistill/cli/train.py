@@ -150,7 +150,7 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
             continue
         train_dataset = first_dataset if i == 0 else instantiate(stage_cfg.data.train)
         datamodule = instantiate(stage_cfg.datamodule, train_dataset=train_dataset)
-        trainer = build_trainer(stage_cfg, loggers)
+        trainer = build_trainer(stage_cfg, loggers, teacher_cache_callbacks(cfg, module.loss))
         # run checkpoints hold tensors and plain containers only: never unpickle code
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if i < len(stages) - 1:
@@ -159,7 +159,40 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
     return trainer, datamodule
 
 
+def teacher_cache_callbacks(cfg: DictConfig, loss) -> list:
+    """The teacher-output cache builder when ``teacher.cache`` is on and the loss reads only
+    the teacher's output; [] otherwise (the teacher then runs online)."""
+    teacher = cfg.get("teacher") or {}
+    if not teacher.get("cache") or not loss.reads_teacher_outputs_only:
+        return []
+    return [instantiate(teacher.cache_builder)]
+
+
+def check_teacher_cache(cfg: DictConfig, loss) -> None:
+    """Builder options checked before any work; one log line when the loss needs the online
+    teacher (it reads teacher features or runs the teacher itself)."""
+    if not (cfg.get("teacher") or {}).get("cache"):
+        return
+    if not loss.needs_teacher:
+        log.info(
+            "teacher.cache: loss=%s does not read the teacher; nothing to cache",
+            model_choice("loss"),
+        )
+    elif not loss.reads_teacher_outputs_only:
+        reads = [f"features {loss.teacher_taps}"] if loss.teacher_taps else []
+        reads += [f"the network itself ({', '.join(loss.teacher_runners)})"] * bool(
+            loss.teacher_runners
+        )
+        log.info(
+            "teacher.cache: loss=%s reads the teacher's %s, so the teacher runs online",
+            model_choice("loss"),
+            " and ".join(reads),
+        )
+    teacher_cache_callbacks(cfg, loss)  # the builder's options fail here, before any data
+
+
 TRAIN_FLAGS = (
+    "teacher.cache",
     "final_table",
     "compare_without_teacher",
     "module.val_self_ensemble",
@@ -180,6 +213,7 @@ def preflight(cfg: DictConfig) -> list[DictConfig]:
     loss = build_loss(cfg.loss)
     check_batch_fits_loss(cfg, stages, loss)
     grad_share.check_grad_share_every(cfg.module.get("grad_share_every"), loss)
+    check_teacher_cache(cfg, loss)
     return stages
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
+from srdistill.data.teacher_cache import TeacherOutputs, stored_to_tensor
 from srdistill.data.validation import BAD_IMAGE_POLICIES, describe_bad_images, find_bad_images
 
 
@@ -38,11 +39,17 @@ def random_aligned_crop(
     lr: np.ndarray, hr: np.ndarray, patch: int, scale: int, generator: torch.Generator | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """An LR patch ``patch`` x ``patch`` and the HR patch covering exactly the same area."""
-    top = _draw(lr.shape[0] - patch, generator)
-    left = _draw(lr.shape[1] - patch, generator)
+    top, left = random_crop_origin(lr.shape, patch, generator)
     lr_patch = lr[top : top + patch, left : left + patch]
     hr_patch = hr[top * scale : (top + patch) * scale, left * scale : (left + patch) * scale]
     return lr_patch, hr_patch
+
+
+def random_crop_origin(
+    lr_shape: tuple[int, ...], patch: int, generator: torch.Generator | None = None
+) -> tuple[int, int]:
+    """The top-left LR pixel of a random ``patch`` x ``patch`` crop."""
+    return _draw(lr_shape[0] - patch, generator), _draw(lr_shape[1] - patch, generator)
 
 
 def random_dihedral(
@@ -101,6 +108,7 @@ class PairedImageDataset(Dataset):
         # patch would cost more than the training step itself
         self.keep_in_memory = keep_in_memory
         self._pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.teacher_outputs: TeacherOutputs | None = None
 
     def _lr_file(self, hr_path: Path) -> Path | None:
         return self.lr_files[hr_path.stem] if self.lr_files is not None else None
@@ -205,10 +213,32 @@ class PairedImageDataset(Dataset):
             raise ValueError(
                 f"{path}: LR size {lr.shape[:2]} is smaller than lr_patch_size {self.patch}"
             )
-        lr, hr = random_aligned_crop(lr, hr, self.patch, self.scale, generator)
+        top, left = random_crop_origin(lr.shape, self.patch, generator)
+        patch, scale = self.patch, self.scale
+        crops = [
+            lr[top : top + patch, left : left + patch],
+            hr[top * scale : (top + patch) * scale, left * scale : (left + patch) * scale],
+        ]
+        if self.teacher_outputs is not None:  # the same HR area of the teacher's output
+            image = index % len(self.hr_files)
+            crops.append(
+                self.teacher_outputs.crop(image, top * scale, left * scale, *crops[1].shape[:2])
+            )
         if self.augment:
-            lr, hr = random_dihedral([lr, hr], generator)
-        return {"lq": to_tensor(lr), "gt": to_tensor(hr)}
+            crops = random_dihedral(crops, generator)
+        item = {"lq": to_tensor(crops[0]), "gt": to_tensor(crops[1])}
+        if self.teacher_outputs is not None:
+            item["sr_t"] = stored_to_tensor(crops[2])
+        return item
+
+    def attach_teacher_outputs(self, outputs: TeacherOutputs | None) -> None:
+        """Serve each patch's crop of the teacher's output as ``sr_t`` (None: stop serving)."""
+        if outputs is not None and len(outputs) != len(self.hr_files):
+            raise ValueError(
+                f"teacher-output cache {outputs.directory} holds {len(outputs)} images, the "
+                f"training set {self.hr_root} {len(self.hr_files)}"
+            )
+        self.teacher_outputs = outputs
 
 
 class PairedConcatDataset(ConcatDataset):
