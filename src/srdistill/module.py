@@ -37,6 +37,7 @@ from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.context import StepContext
 from srdistill.metrics.sr import PSNR, SSIM
+from srdistill.training import perf
 from srdistill.training.ema import ExponentialMovingAverage
 from srdistill.training.grad_share import REFERENCE, check_grad_share_every, grad_shares
 from srdistill.training.nonfinite import (
@@ -130,6 +131,10 @@ class DistillationModule(LightningModule):
         d_eval_in_generator_step: bool = False,
         grad_share_every: int | None = None,
         val_self_ensemble: bool = False,
+        channels_last: bool = False,
+        compile_backend: str | None = None,
+        compile_mode: str | None = None,
+        teacher_autocast: str | None = None,
     ) -> None:
         super().__init__()
         if step_order not in STEP_ORDERS:
@@ -177,6 +182,29 @@ class DistillationModule(LightningModule):
         # the network as trained, scored beside the deployed one when the two differ
         self.val_trained_metrics = self._metrics(scale) if self.deploys_differently else None
         self._deployed: list[nn.Module] = []  # a plain list: never a submodule, never saved
+        self._apply_perf_options()
+
+    def _apply_perf_options(self) -> None:
+        """``perf.channels_last`` (training/perf.py): 4-D weights, kept by ``.to(device)``."""
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _compiled_networks(self) -> list[nn.Module]:
+        networks = (self.student, self.teacher) if self.hparams.compile_backend else ()
+        return [network for network in networks if network is not None]
+
+    def on_train_start(self) -> None:
+        # compiled while fitting only: the final validation, table and export run eagerly on
+        # whole images of any size, where compiling would cost more than it saves
+        for network in self._compiled_networks():
+            perf.compile_in_place(network, self.hparams.compile_backend, self.hparams.compile_mode)
+
+    def on_train_end(self) -> None:
+        for network in self._compiled_networks():
+            perf.uncompile(network)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return perf.batch_channels_last(batch) if self.hparams.channels_last else batch
 
     # ----- teacher kept out of checkpoints -------------------------------------------------
     def state_dict(self, *args, **kwargs):
@@ -256,8 +284,14 @@ class DistillationModule(LightningModule):
         self, lq: torch.Tensor, taps: Sequence[str] = ()
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The frozen teacher's output (and ``taps`` features) on ``lq``, without gradients; the
-        one place the teacher runs during training, and what the teacher-output cache stores."""
-        return _forward_with_taps(self.teacher, lq, taps)
+        one place the teacher runs during training, and what the teacher-output cache stores.
+        With ``teacher_autocast`` the forward runs in that precision and returns float32."""
+        mode = self.hparams.teacher_autocast
+        if self.hparams.channels_last:
+            lq = perf.channels_last(lq)
+        with perf.teacher_autocast(mode, lq.device):
+            sr_t, feats_t = _forward_with_taps(self.teacher, lq, taps)
+        return perf.as_float32(sr_t, feats_t) if mode else (sr_t, feats_t)
 
     def _generator_step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One optimizer step per group of ``loss.step_groups`` (one group unless configured);

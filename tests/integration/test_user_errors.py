@@ -112,6 +112,16 @@ CASES = [
         lambda t: (*SMOKE, "module.val_self_ensemble=7"),
         ["module.val_self_ensemble=7", "true or false"],
     ),
+    (
+        "teacher-autocast-unknown",
+        lambda t: (*SMOKE, "perf.teacher_autocast=fp8"),
+        ["perf.teacher_autocast='fp8'", "bf16"],
+    ),
+    (
+        "persistent-workers-without-workers",
+        lambda t: (*SMOKE, "perf.persistent_workers=true"),
+        ["perf.persistent_workers", "num_workers=0"],
+    ),
 ]
 
 

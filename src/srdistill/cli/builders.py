@@ -13,6 +13,7 @@ from srdistill.cli.common import build_model, model_choice
 from srdistill.losses.combine import WeightedLoss
 from srdistill.models.registry import student_record
 from srdistill.module import DistillationModule
+from srdistill.training import perf
 
 
 def file_sha256(path: str | Path) -> str:
@@ -118,6 +119,7 @@ def build_module(cfg: DictConfig) -> DistillationModule:
         student_build=student_build,
         # plain containers keep run checkpoints loadable with torch.load(weights_only=True)
         **OmegaConf.to_container(cfg.module, resolve=True),
+        **perf.module_options(cfg.get("perf")),
     )
 
 

@@ -34,7 +34,7 @@ from srdistill.cli.final_table import comparison_table, where_line
 from srdistill.eval.efficiency import count_parameters
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.outputs import ensure_writable_dir, write_json
-from srdistill.training import grad_share
+from srdistill.training import grad_share, perf
 from srdistill.training.checkpointing import exit_terminated
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ def preflight(cfg: DictConfig) -> list[DictConfig]:
     check_flags(cfg, TRAIN_FLAGS)
     check_input_files(cfg, ("teacher.ckpt", "student.ckpt", "ckpt_path"))
     check_accelerator(cfg)
+    perf.check_perf_options(cfg)
     check_outputs(cfg)
     stages = stage_configs(cfg)
     loss = build_loss(cfg.loss)

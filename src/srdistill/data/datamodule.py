@@ -30,6 +30,8 @@ class SRDataModule(LightningDataModule):
         val_root: str | Path | None = None,
         val_sets: Sequence[str] = ("SampleVal",),
         seed: int = 0,
+        pin_memory: bool | str = "auto",
+        persistent_workers: bool | str = "auto",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -39,6 +41,11 @@ class SRDataModule(LightningDataModule):
         self.val_root = Path(val_root) if val_root is not None else None
         self.val_sets = list(val_sets)
         self.seed = seed
+        # "auto": pinned when a CUDA GPU is present, persistent when there are workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
+        self.persistent_workers = (
+            num_workers > 0 if persistent_workers == "auto" else bool(persistent_workers)
+        )
         if len(train_dataset) < batch_size:
             raise ValueError(
                 f"training set has {len(train_dataset)} items, fewer than "
@@ -57,8 +64,8 @@ class SRDataModule(LightningDataModule):
             batch_size=self.batch_size,
             drop_last=True,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
         )
 
     def val_dataloader(self) -> list[DataLoader]:
