@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test test-slow test-all lint eval efficiency train demo
+.PHONY: install test test-slow test-all lint eval efficiency train demo bench
 
 install: $(VENV)/.installed
 
@@ -39,3 +39,7 @@ train: install
 # the main job on the embedded sample photos (no download)
 demo: install
 	$(PY) train.py
+
+# the training-step benchmark (docs/BENCHMARKS.md): framework vs a plain loop, the teacher's share
+bench: install
+	$(PY) benchmarks/train_step.py --json outputs/bench/train_step.json $(ARGS)
