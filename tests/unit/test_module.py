@@ -53,7 +53,7 @@ def make_module(order="g_then_d", ema=None, **module_kwargs):
     )
 
 
-def fit(module, steps=1, **trainer_kwargs):
+def fit(module, steps=1, dataset=None, **trainer_kwargs):
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
@@ -64,7 +64,7 @@ def fit(module, steps=1, **trainer_kwargs):
         limit_val_batches=0,
         **trainer_kwargs,
     )
-    trainer.fit(module, DataLoader(RandomPairs(), batch_size=2))
+    trainer.fit(module, DataLoader(dataset or RandomPairs(), batch_size=2))
     return trainer
 
 

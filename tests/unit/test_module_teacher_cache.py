@@ -1,13 +1,11 @@
 """A batch carrying the teacher's output (the teacher-output cache) replaces the teacher's pass."""
 
-import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from srdistill.cli.builders import build_loss
 from tests.helpers.configs import compose_config
-from tests.unit.test_module import RandomPairs, make_module
+from tests.unit.test_module import RandomPairs, fit, make_module
 
 
 class PairsWithTeacherOutput(RandomPairs):
@@ -26,7 +24,7 @@ def test_the_served_output_is_used_and_the_teacher_never_runs(monkeypatch):
     seen = []
     original = module.loss.terms["resp"].forward
     module.loss.terms["resp"].forward = lambda ctx: seen.append(ctx.sr_t) or original(ctx)
-    fit_on(module, PairsWithTeacherOutput())
+    fit(module, dataset=PairsWithTeacherOutput())
     assert seen and all(torch.equal(t, torch.full_like(t, 0.5)) for t in seen)
 
 
@@ -35,21 +33,8 @@ def test_without_a_served_output_the_teacher_runs(monkeypatch):
     calls = []
     original = module.teacher_forward
     monkeypatch.setattr(module, "teacher_forward", lambda *a: calls.append(1) or original(*a))
-    fit_on(module, RandomPairs())
+    fit(module)
     assert calls
-
-
-def fit_on(module, dataset):
-    trainer = L.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, DataLoader(dataset, batch_size=2))
 
 
 @pytest.mark.parametrize(
