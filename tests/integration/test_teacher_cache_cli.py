@@ -49,3 +49,23 @@ def test_a_bad_cache_option_is_a_one_line_error(tmp_path):
         "teacher.cache_builder.dtype=bfloat16",
     )
     assert_one_line_error(proc, "teacher.cache_builder.dtype must be one of")
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_build_one_cache_between_them(tmp_path):
+    cache = tmp_path / "cache"
+    proc = train(
+        tmp_path / "run",
+        "loss=kd",
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "teacher.cache=true",
+        f"teacher.cache_builder.dir={cache}",
+        timeout=600,
+    )
+    assert "teacher-output cache: built 5 images" in logs(proc)
+    assert "3/3 [" in logs(proc)  # rank 0's progress bar: its share, images 0, 2 and 4
+    (folder,) = [p for p in cache.iterdir() if p.is_dir()]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["shapes"]) == 5 and len(list(folder.glob("*.npy"))) == 5
+    assert not list(folder.glob("*.tmp"))
