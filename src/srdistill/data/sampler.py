@@ -23,6 +23,7 @@ class ResumableRandomSampler(Sampler[tuple[int, int]]):
             raise ValueError(f"cannot sample from an empty dataset (length {length})")
         self.length, self.seed = length, seed
         self.epoch, self.position = 0, 0
+        self._restored = False
 
     def _epoch_plan(self) -> tuple[list[int], list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -31,6 +32,12 @@ class ResumableRandomSampler(Sampler[tuple[int, int]]):
         return order, seeds
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.position and not self._restored:
+            # the previous pass stopped short of the end (a drop_last batch sampler never asks
+            # for the items of the incomplete last batch), so that epoch is over; without this
+            # the next pass would serve those few items, too few for a batch: an empty epoch
+            self.epoch, self.position = self.epoch + 1, 0
+        self._restored = False
         order, seeds = self._epoch_plan()
         while self.position < self.length:
             i = self.position
@@ -46,3 +53,4 @@ class ResumableRandomSampler(Sampler[tuple[int, int]]):
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._restored = True  # a resumed pass continues the epoch where the state left it

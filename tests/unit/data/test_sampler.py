@@ -33,3 +33,18 @@ def test_global_rng_does_not_change_the_stream():
     a = list(ResumableRandomSampler(6, 3))
     torch.rand(100)
     assert list(ResumableRandomSampler(6, 3)) == a
+
+
+def test_a_pass_stopped_short_of_the_end_does_not_leave_an_empty_epoch():
+    """A drop_last batch sampler (as Lightning drives it, ``len`` batches and no more) never
+    asks for the last few items; the next pass must still be a whole new epoch."""
+    reference = list(ResumableRandomSampler(10, seed=4))
+    sampler = ResumableRandomSampler(10, seed=4)
+    passes = []
+    for _ in range(3):
+        iterator = iter(sampler)
+        passes.append([next(iterator) for _ in range(8)])  # two batches of 4; 2 items dropped
+    assert passes[0] == reference[:8]
+    epochs = ResumableRandomSampler(10, seed=4)
+    plans = [list(epochs)[:8] for _ in range(3)]
+    assert passes == plans  # epoch e's pass serves epoch e's plan, every time
