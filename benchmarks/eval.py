@@ -138,8 +138,8 @@ def main() -> None:
             proc = ctx.Process(target=_measure, args=(job, queue))
             proc.start()
             proc.join()
-            ok = proc.exitcode == 0
-            rows.append(queue.get() if ok else {"tile": tile, "dtype": dtype, "failed": proc.exitcode})
+            failed = {"tile": tile, "dtype": dtype, "failed": proc.exitcode}
+            rows.append(queue.get() if proc.exitcode == 0 else failed)
             print(json.dumps(rows[-1]), flush=True)
     result = {
         "set": args.set,
