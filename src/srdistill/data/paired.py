@@ -3,7 +3,9 @@
 HR images are found recursively. LR images come from an LR folder in DIV2K naming
 (``0001x4.png`` for ``0001.png``, searched recursively) when one is given, otherwise they are made
 from the mod-cropped HR with the MATLAB-compatible bicubic and cached (on disk under
-``lr_cache_dir`` when set, else in memory per worker).
+``lr_cache_dir`` when set, else in memory per worker). With ``decoded_cache`` the decoded images
+(HR, LR files and generated LR) are kept under ``lr_cache_dir`` as raw uint8 ``.npy`` files read
+memory-mapped, so a patch costs reading its rows instead of decoding a whole PNG.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
 from srdistill.data.bicubic import imresize
+from srdistill.data.decoded_cache import image_size, read_decoded, write_decoded
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
 from srdistill.data.teacher_cache import TeacherOutputs, stored_to_tensor
 from srdistill.data.validation import BAD_IMAGE_POLICIES, describe_bad_images, find_bad_images
@@ -83,6 +86,7 @@ class PairedImageDataset(Dataset):
         repeat: int = 1,
         on_bad_image: str = "error",
         keep_in_memory: bool = False,
+        decoded_cache: bool = False,
     ) -> None:
         if scale < 1 or lr_patch_size < 1 or repeat < 1:
             raise ValueError("scale, lr_patch_size and repeat must be positive integers")
@@ -90,10 +94,16 @@ class PairedImageDataset(Dataset):
             raise ValueError(
                 f"data.on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}"
             )
+        if decoded_cache and lr_cache_dir is None:
+            raise ValueError(
+                "data.decoded_cache=true needs data.lr_cache_dir (where its .npy files go); set "
+                "one, or data.decoded_cache=false"
+            )
         self.hr_root = Path(hr_root)
         self.hr_files = list_images(self.hr_root)
         self.scale, self.patch, self.augment, self.repeat = scale, lr_patch_size, augment, repeat
-        self.lr_files = _index_lr_folder(Path(lr_root), scale) if lr_root is not None else None
+        self.lr_root = Path(lr_root) if lr_root is not None else None
+        self.lr_files = _index_lr_folder(self.lr_root, scale) if self.lr_root is not None else None
         if self.lr_files is not None:
             missing = [p.name for p in self.hr_files if p.stem not in self.lr_files]
             if missing:
@@ -103,6 +113,7 @@ class PairedImageDataset(Dataset):
                 )
         self._drop_bad_images(on_bad_image)
         self.cache_dir = self._cache_dir(lr_cache_dir)
+        self.decoded_cache = decoded_cache
         self._memory_cache: dict[int, np.ndarray] = {}
         # decoded (LR, HR) pairs per worker: for small sets, where decoding a large PNG for every
         # patch would cost more than the training step itself
@@ -156,6 +167,45 @@ class PairedImageDataset(Dataset):
         name = f"{relative.name}.{stat.st_size}-{stat.st_mtime_ns}x{self.scale}.png"
         return self.cache_dir / relative.parent / name
 
+    def decoded_cache_path(self, index: int) -> Path:
+        """Where the decoded, mod-cropped HR image ``index`` is cached (``decoded_cache``); keyed
+        like ``lr_cache_path``, next to it."""
+        return self.lr_cache_path(index).with_suffix(".hr.npy")
+
+    def _lr_file_cache_path(self, lr_path: Path) -> Path:
+        """Where a file of the LR folder is cached decoded: keyed by that folder, name, size and
+        mtime_ns, as the HR images are."""
+        assert self.cache_dir is not None and self.lr_root is not None
+        key = hashlib.sha1(str(self.lr_root.resolve()).encode()).hexdigest()[:12]
+        stat = lr_path.stat()
+        relative = lr_path.relative_to(self.lr_root)
+        name = f"{relative.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
+        return self.cache_dir.parent.parent / key / "decoded" / relative.parent / name
+
+    def _decoded(self, source: Path, cache_file: Path, crop: int) -> np.ndarray:
+        """``source`` decoded and mod-cropped to ``crop``: from ``cache_file`` when it holds an
+        image of the size the source's header gives, else decoded and written there."""
+        size = image_size(source)
+        if size is not None:
+            shape = (size[0] - size[0] % crop, size[1] - size[1] % crop, 3)
+            cached = read_decoded(cache_file, shape)
+            if cached is not None:
+                return cached
+        image = mod_crop(read_rgb(source)[0], crop)
+        write_decoded(cache_file, image)
+        return image
+
+    def _read_hr(self, index: int) -> np.ndarray:
+        path = self.hr_files[index]
+        if self.decoded_cache:
+            return self._decoded(path, self.decoded_cache_path(index), self.scale)
+        return mod_crop(read_rgb(path)[0], self.scale)
+
+    def _read_lr_file(self, lr_path: Path) -> np.ndarray:
+        if self.decoded_cache:
+            return self._decoded(lr_path, self._lr_file_cache_path(lr_path), 1)
+        return read_rgb(lr_path)[0]
+
     def _generated_lr(self, index: int, hr: np.ndarray) -> tuple[np.ndarray, Path | None]:
         """The LR made from ``hr`` and the cache file it was read from or written to."""
         if self.cache_dir is None:
@@ -163,6 +213,9 @@ class PairedImageDataset(Dataset):
                 self._memory_cache[index] = imresize(hr, scale=1.0 / self.scale)
             return self._memory_cache[index], None
         cached = self.lr_cache_path(index)
+        if self.decoded_cache:
+            npy = cached.with_suffix(".lr.npy")
+            return self._generated_lr_decoded(hr, npy), npy
         if cached.exists():
             return read_rgb(cached)[0], cached
         lr = imresize(hr, scale=1.0 / self.scale)
@@ -171,6 +224,14 @@ class PairedImageDataset(Dataset):
         Image.fromarray(lr).save(tmp, format="PNG")
         tmp.replace(cached)
         return lr, cached
+
+    def _generated_lr_decoded(self, hr: np.ndarray, npy: Path) -> np.ndarray:
+        """The generated LR from its ``.npy`` cache file, made and written there on a miss."""
+        lr = read_decoded(npy, (hr.shape[0] // self.scale, hr.shape[1] // self.scale, 3))
+        if lr is None:
+            lr = imresize(np.asarray(hr), scale=1.0 / self.scale)
+            write_decoded(npy, lr)
+        return lr
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole mod-cropped HR image and its LR, uint8 (H, W, 3), decoded once per worker
@@ -187,12 +248,12 @@ class PairedImageDataset(Dataset):
         Whatever the LR comes from (LR folder, disk cache, generated), it must be exactly the
         HR size / scale; a mismatch names both files."""
         path = self.hr_files[index]
-        hr = mod_crop(read_rgb(path)[0], self.scale)
+        hr = self._read_hr(index)
         lr_path = self._lr_file(path)
         if lr_path is None:
             lr, lr_path = self._generated_lr(index, hr)
         else:
-            lr = read_rgb(lr_path)[0]
+            lr = self._read_lr_file(lr_path)
         if lr.shape[0] * self.scale != hr.shape[0] or lr.shape[1] * self.scale != hr.shape[1]:
             source = lr_path if lr_path is not None else "generated LR"
             raise ValueError(

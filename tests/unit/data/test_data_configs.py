@@ -149,7 +149,10 @@ def test_config_instantiates_on_its_layout(tmp_path, name):
         cache = Path(OmegaConf.to_container(cfg, resolve=True)["data"]["lr_cache_dir"])
         assert cache.parent == Path(os.environ["SRDISTILL_CACHE"])
         assert part.cache_dir.is_relative_to(cache)
-        assert any(part.cache_dir.rglob("*x2.png"))
+        # decoded_cache (on in every folder config): the LR and the HR as .npy, no PNG
+        assert part.decoded_cache
+        assert any(part.cache_dir.rglob("*x2.lr.npy")) and any(part.cache_dir.rglob("*x2.hr.npy"))
+        assert not any(part.cache_dir.rglob("*.png"))
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
