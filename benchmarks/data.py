@@ -7,7 +7,11 @@ workers) with 1 and 2 loader workers, for each way of reading the images:
 - ``png``: every patch decodes its whole HR PNG and reads its LR from the PNG LR cache
   (``lr_cache_dir``), the path of folder datasets without ``decoded_cache``;
 - ``npy``: ``decoded_cache=true``, HR and LR as uint8 ``.npy`` files read memory-mapped;
-- ``memory``: ``keep_in_memory=true``, decoded pairs kept per worker (small sets only).
+- ``memory``: ``keep_in_memory=true``, decoded pairs kept per worker (small sets only);
+- ``npy_teacher``: ``npy`` plus the teacher-output cache (float16 ``.npy``, memory-mapped): each
+  patch also carries its crop of the teacher's output (``sr_t``), what ``teacher.cache=true``
+  adds to the loader. The stored outputs are a nearest-neighbour upscale, not a network's: only
+  the cost of serving them is measured.
 
 Both caches are filled before anything is timed; each setting then runs one warm-up epoch (worker
 start-up, per-worker memory cache) and a timed epoch, with the settings taken in turn ``--repeats``
@@ -27,7 +31,9 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from srdistill.data import teacher_cache
 from srdistill.data.datamodule import SRDataModule
 from srdistill.data.images import list_images
 from srdistill.data.paired import PairedImageDataset
@@ -36,6 +42,7 @@ MODES = {
     "png": {},
     "npy": {"decoded_cache": True},
     "memory": {"keep_in_memory": True},
+    "npy_teacher": {"decoded_cache": True},
 }
 
 
@@ -49,7 +56,7 @@ def link_images(root: Path, count: int | None, into: Path) -> Path:
 
 
 def make_dataset(hr_root: Path, cache: Path, mode: str, args) -> PairedImageDataset:
-    return PairedImageDataset(
+    dataset = PairedImageDataset(
         hr_root,
         args.scale,
         args.patch,
@@ -57,6 +64,25 @@ def make_dataset(hr_root: Path, cache: Path, mode: str, args) -> PairedImageData
         repeat=args.repeat,
         **MODES[mode],
     )
+    if mode == "npy_teacher":
+        dataset.attach_teacher_outputs(stand_in_teacher_outputs(dataset, cache / "teacher"))
+    return dataset
+
+
+def stand_in_teacher_outputs(dataset: PairedImageDataset, root: Path):
+    """A float16 teacher-output cache of nearest-neighbour upscales (found when already built)."""
+    key = teacher_cache.cache_key(dataset, {"stand_in": "nearest"}, dataset.scale, "float16", {})
+    directory = teacher_cache.cache_dir(root, key)
+    found = teacher_cache.TeacherOutputs.open(directory, key)
+    if found is not None:
+        return found
+
+    def upscale(lq: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(lq, scale_factor=dataset.scale, mode="nearest")
+
+    indices = range(len(dataset.hr_files))
+    teacher_cache.build_entries(dataset, upscale, directory, "float16", indices, batch_size=1)
+    return teacher_cache.finish(dataset, directory, key)
 
 
 def fill_cache(dataset: PairedImageDataset) -> None:

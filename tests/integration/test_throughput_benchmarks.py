@@ -28,7 +28,7 @@ def test_data_benchmark_reports_every_setting(tmp_path):
     result = json.loads(out.read_text())
     assert (result["images"], result["samples_per_epoch"], result["scale"]) == (2, 8, 4)
     settings = {(row["mode"], row["workers"]): row for row in result["settings"]}
-    assert set(settings) == {(m, w) for m in ("png", "npy", "memory") for w in (1,)}
+    assert set(settings) == {(m, w) for m in ("png", "npy", "memory", "npy_teacher") for w in (1,)}
     for (_, workers), row in settings.items():
         assert row["samples_per_s_min"] <= row["samples_per_s"] <= row["samples_per_s_max"]
         assert row["samples_per_s"] > 0 and len(row["runs"]) == 1
