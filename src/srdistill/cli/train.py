@@ -56,9 +56,12 @@ def final_validation(trainer, module, datamodule) -> dict[str, float]:
 
 def _quiet_expected_warnings() -> None:
     # The frozen teacher sits in eval mode on purpose; small sample sets have short epochs;
-    # torchdata's loader calls an API torch deprecated. None of these needs the user's attention.
+    # torchdata's loader calls an API torch deprecated; the module's batch hook (perf.
+    # channels_last) is meant to be the one used beside the data module. None of these needs the
+    # user's attention.
     for message in (
         r".*module\(s\) in eval mode.*",
+        r".*overridden `on_after_batch_transfer`.*",
         r".*smaller than the logging interval.*",
         r".*set_vital.*",
     ):
