@@ -23,7 +23,6 @@ python benchmarks/data.py --root $S/data/benchmarks/Urban100/HR --images 20 --re
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ from srdistill.data import teacher_cache
 from srdistill.data.datamodule import SRDataModule
 from srdistill.data.images import list_images
 from srdistill.data.paired import PairedImageDataset
+from srdistill.report.cli import OneLineErrorParser
 
 MODES = {
     "png": {},
@@ -120,7 +120,7 @@ def summarize(rates: list[float], workers: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="folder of HR images (PNG)")
     parser.add_argument("--images", type=int, default=None, help="use the first N images")
     parser.add_argument("--scale", type=int, default=4)
@@ -133,6 +133,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, main process")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
+    if not Path(args.root).is_dir():
+        parser.error(f"--root: no folder {args.root}")
+    if min(args.scale, args.patch, args.batch, args.repeat, args.repeats) < 1:
+        parser.error("--scale, --patch, --batch, --repeat and --repeats must be positive")
     if min(args.workers) < 1:
         parser.error("--workers: loader workers must be 1 or more")
     torch.set_num_threads(args.threads)

@@ -14,12 +14,13 @@ python benchmarks/eval.py --root $S/data/benchmarks --ckpt $S/weights/span_tiny_
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import resource
 import time
 from pathlib import Path
+
+from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -112,7 +113,7 @@ def _tile(value: str) -> int | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="folder with <set>/HR")
     parser.add_argument("--set", default="Urban100")
     parser.add_argument("--scale", type=int, default=4)

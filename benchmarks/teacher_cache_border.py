@@ -11,7 +11,6 @@ python benchmarks/teacher_cache_border.py --model span_ch28 \\
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ from srdistill.data.paired import PairedImageDataset, random_crop_origin
 from srdistill.data.samples import TRAIN_SET, materialize_samples
 from srdistill.eval.tiling import tiled_forward
 from srdistill.models.checkpoint import load_weights
+from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -89,7 +89,7 @@ def measure(teacher, dataset, patch: int, crops: int, seed: int, rings: int, til
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sample_teacher", help="a conf/model name")
     parser.add_argument(
         "--ckpt", default=None, help="teacher weights (the sample teacher has its own)"
@@ -103,6 +103,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.data is not None and not Path(args.data).is_dir():
+        parser.error(f"--data: no folder {args.data}")
+    if args.ckpt is not None and not Path(args.ckpt).is_file():
+        parser.error(f"--ckpt: no file {args.ckpt}")
+    if min(args.scale, args.crops, args.rings, *args.patch) < 1:
+        parser.error("--scale, --crops, --rings and --patch must be positive")
     data = args.data or materialize_samples() / TRAIN_SET / "HR"
     teacher = load_teacher(args.model, args.ckpt, args.scale)
     result = {"model": args.model, "ckpt": args.ckpt, "data": str(data), "scale": args.scale}

@@ -21,7 +21,6 @@ python benchmarks/train_step.py --json outputs/bench/train_step.json
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -48,6 +47,7 @@ from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.context import StepContext
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.module import DistillationModule
+from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TRAINER_ARMS = ("mcad_online", "scratch", "mcad_cached", "kd_cached", "kd_cont_cached")
@@ -413,7 +413,7 @@ def print_report(result: dict) -> None:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per arm and round")
@@ -434,6 +434,11 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check-steps", type=int, default=3, help="steps of the weight check")
     args = parser.parse_args(argv)
+    counts = ("steps", "repeats", "batch", "patch", "scale", "teacher_width", "teacher_blocks")
+    counts += ("student_width", "student_blocks", "check_steps")
+    for name in counts:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.warmup < 1:
         parser.error("--warmup must be at least 1 (a block's first step has no start time)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -8,12 +8,13 @@ python scripts/teacher_cache_quality.py outputs/teacher_cache_quality/kd
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 
 import yaml
+
+from srdistill.report.cli import OneLineErrorParser
 
 
 def runs(root: Path) -> dict[tuple[bool, int], dict]:
@@ -58,9 +59,12 @@ def table(found: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the sweep folder")
-    print(table(runs(parser.parse_args().root)))
+    found = runs(parser.parse_args().root)
+    if not any((not cached, seed) in found for cached, seed in found):
+        parser.error("no seed has both a teacher.cache=false and a teacher.cache=true run there")
+    print(table(found))
 
 
 if __name__ == "__main__":
