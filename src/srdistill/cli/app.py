@@ -15,6 +15,7 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
+from omegaconf.errors import MissingMandatoryValue
 
 COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException)
 
@@ -30,7 +31,19 @@ def composition_message(err: Exception) -> str:
         return f"{first}; available options: {', '.join(err.options)}"
     cause = f"; {str(err.__cause__).splitlines()[0]}" if err.__cause__ is not None else ""
     first = one_line(str(err).split("\nSee https://")[0])
+    if "submitit" in first:
+        # the launcher plugin ships in an optional extra
+        return f"{first}{cause}; install it with: pip install 'srdistill[cluster]'"
     return f"{first}{cause}"
+
+
+def missing_value_message(err: MissingMandatoryValue) -> str:
+    """A ``???`` the launcher needed (multirun resolves its config before any job starts)."""
+    key = getattr(err, "full_key", None) or one_line(err)
+    hint = ""
+    if str(key).startswith("hydra.launcher."):
+        hint = f" (with cluster=slurm: cluster.{str(key).rsplit('.', 1)[-1]}=<value>)"
+    return f"{key} is not set: give it on the command line{hint}"
 
 
 def run_hydra_main(hydra_main: Callable[[], object]) -> None:
@@ -48,6 +61,11 @@ def run_hydra_main(hydra_main: Callable[[], object]) -> None:
         if user_wants_traces:
             raise
         print(f"error: {composition_message(err)}", file=sys.stderr)
+        sys.exit(2)
+    except MissingMandatoryValue as err:
+        if user_wants_traces:
+            raise
+        print(f"error: {missing_value_message(err)}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:  # Hydra could not create the run folder (job errors exit earlier)
         if user_wants_traces:

@@ -1,0 +1,99 @@
+"""Sweeps: the SLURM launcher's config (cluster=slurm) and real 2-job sweeps run locally."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.helpers.cli import assert_one_line_error, run_script
+from tests.helpers.configs import compose_config
+from tests.helpers.shared import REPO_ROOT
+
+needs_submitit = pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="hydra-submitit-launcher is not installed (pip install 'srdistill[cluster]')",
+)
+SLURM_OPTIONS = [
+    "cluster=slurm",
+    "cluster.partition=gpu",
+    "cluster.nodes=2",
+    "cluster.gpus_per_node=4",
+    "cluster.time_min=90",
+    "cluster.account=lab",
+]
+
+
+@needs_submitit
+def test_slurm_launcher_config_composes_one_task_per_gpu():
+    cfg = compose_config("train", SLURM_OPTIONS, hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.account, launcher.timeout_min) == ("gpu", "lab", 90)
+    assert (launcher.nodes, launcher.gpus_per_node) == (2, 4)
+    # Lightning's SLURM environment needs tasks per node == devices per node
+    assert launcher.tasks_per_node == cfg.trainer.devices == 4
+    assert cfg.trainer.num_nodes == 2 and cfg.trainer.accelerator == "gpu"
+    assert launcher.submitit_folder.endswith("/.submitit/%j")
+
+
+@needs_submitit
+def test_slurm_launcher_builds_from_the_config():
+    cfg = compose_config("train", SLURM_OPTIONS, hydra=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    # the executor's parameters as submitted to sbatch
+    assert launcher.params["partition"] == "gpu"
+    assert launcher.params["tasks_per_node"] == 4 and launcher.params["nodes"] == 2
+
+
+@needs_submitit
+def test_slurm_sweep_without_partition_is_one_line():
+    proc = run_script("train.py", "-m", "cluster=slurm", "experiment=smoke")
+    assert_one_line_error(proc, "cluster.partition")
+
+
+def test_unknown_cluster_is_one_line():
+    proc = run_script("train.py", "cluster=pbs", "experiment=smoke")
+    assert_one_line_error(proc, "cluster/pbs")
+
+
+def sweep(launcher_overrides: list[str], sweep_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "train.py", "-m", "experiment=smoke", "seed=0,1"]
+    command += [f"hydra.sweep.dir={sweep_dir}", *launcher_overrides]
+    proc = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def assert_two_seeded_runs(sweep_dir) -> None:
+    results = [json.loads((sweep_dir / f"seed={s}" / "results.json").read_text()) for s in (0, 1)]
+    assert [r["tags"]["seed"] for r in results] == [0, 1]
+    weights = [
+        torch.load(sweep_dir / f"seed={s}" / "checkpoints" / "last.ckpt", weights_only=True)
+        for s in (0, 1)
+    ]
+    first = next(k for k in weights[0]["state_dict"] if k.startswith("student."))
+    # another seed is another initialisation and data order, not a copy of the first job
+    assert not torch.equal(weights[0]["state_dict"][first], weights[1]["state_dict"][first])
+
+
+@pytest.mark.slow
+def test_two_job_sweep_with_the_basic_launcher(tmp_path):
+    sweep([], tmp_path)
+    assert_two_seeded_runs(tmp_path)
+
+
+@pytest.mark.slow
+@needs_submitit
+def test_two_job_sweep_through_submitit_locally(tmp_path):
+    """The path a SLURM sweep takes (the job pickled, run by submitit), on this machine."""
+    sweep(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], tmp_path)
+    assert_two_seeded_runs(tmp_path)
+    assert list((tmp_path / ".submitit").rglob("*_log.out"))
