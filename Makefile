@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test test-slow test-all lint eval efficiency train demo bench
+.PHONY: install test test-slow test-all lint eval efficiency train demo bench notebooks
 
 install: $(VENV)/.installed
 
@@ -43,3 +43,8 @@ demo: install
 # the training-step benchmark (docs/BENCHMARKS.md): framework vs a plain loop, the teacher's share
 bench: install
 	$(PY) benchmarks/train_step.py --json outputs/bench/train_step.json $(ARGS)
+
+# run the notebooks top to bottom on copies (outputs/notebooks/executed/); the files in git keep
+# no outputs. ARGS: notebook paths, --out DIR, --timeout SECONDS (per cell)
+notebooks: install
+	$(PY) scripts/run_notebooks.py $(ARGS)
