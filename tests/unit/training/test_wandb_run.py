@@ -10,6 +10,7 @@ from srdistill.training.wandb_run import (
     run_tag_list,
     training_wandb_logger,
 )
+from tests.helpers.configs import compose_config
 
 TABLE_RUN = {
     "table": "dsclora_tab5",
@@ -82,3 +83,28 @@ def test_code_version_outside_a_checkout_or_untracked_is_unknown(tmp_path):
     (tmp_path / "venv").mkdir()
     (tmp_path / "venv" / "__init__.py").write_text("")
     assert code_version(tmp_path / "venv")["commit"] == "unknown"
+
+
+def _hydra_in(mode) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    cfg = compose_config("train", ["hydra.sweep.dir=multirun/2026-01-02_03-04-05"], hydra=True)
+    with open_dict(cfg):
+        cfg.hydra.mode = mode
+    HydraConfig.instance().set_config(cfg)
+
+
+def test_a_sweep_without_experiment_groups_by_its_sweep_folder():
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    previous = HydraConfig.instance().cfg
+    try:
+        _hydra_in(RunMode.MULTIRUN)
+        assert run_group(None) == "sweep-2026-01-02_03-04-05"
+        assert run_group("mcad_tab3") == "mcad_tab3"
+        _hydra_in(RunMode.RUN)
+        assert run_group(None) is None
+    finally:
+        HydraConfig.instance().cfg = previous
