@@ -32,9 +32,11 @@ from srdistill.cli.common import (
 from srdistill.cli.control import control_config
 from srdistill.cli.final_table import comparison_table, where_line
 from srdistill.eval.efficiency import count_parameters
+from srdistill.export import deployed_architecture, write_state_dict
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
+from srdistill.models.registry import RecordError, recorded_model
 from srdistill.outputs import ensure_writable_dir, write_json
-from srdistill.training import grad_share, perf
+from srdistill.training import grad_share, perf, wandb_run
 from srdistill.training.checkpointing import exit_terminated
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,9 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
     loggers, ckpt_path = build_loggers(cfg), cfg.ckpt_path
     for logger in loggers or []:
         logger.log_hyperparams({"tags": run_tags(cfg)})
+    wandb_run.log_run_config(
+        loggers, OmegaConf.to_container(cfg, resolve=True), wandb_run.code_version()
+    )
     done = _checkpoint_step(ckpt_path)
     for i, stage_cfg in enumerate(stages):
         if done >= stage_cfg.trainer.max_steps and i < len(stages) - 1:
@@ -200,6 +205,7 @@ TRAIN_FLAGS = (
     "compare_without_teacher",
     "module.val_self_ensemble",
     "module.d_eval_in_generator_step",
+    "wandb.student_artifact",
 )
 
 
@@ -241,6 +247,7 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         "tags": run_tags(cfg),
         # the deployed network's size: srdistill-report's PSNR-vs-parameters figure
         "params": count_parameters(module.export_student()),
+        "code": wandb_run.code_version(),
     }
     if module.hparams.get("grad_share_every"):
         every = module.hparams.grad_share_every
@@ -281,7 +288,33 @@ def run(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         # strict JSON: a non-finite metric is null, never a bare NaN other readers reject
         write_json(_run_dir(cfg) / "results.json", results, "results.json")
+        report_to_wandb(cfg, trainer.loggers, module, results)
     return results
+
+
+def write_student(module, path: Path) -> tuple[Path, dict]:
+    """The deployed student as safetensors naming its architecture (as ``export.py`` writes
+    it), and that architecture as plain values (none when no registry name fits it)."""
+    model = module.export_student()
+    try:
+        architecture = deployed_architecture(*recorded_model(module.student_build), model)
+    except (KeyError, RecordError, TypeError, ValueError):
+        architecture = None
+    write_state_dict(model, path, "safetensors", architecture)
+    name, args = architecture or (None, None)
+    return path, {"architecture": name, "architecture_args": args}
+
+
+def report_to_wandb(cfg: DictConfig, loggers, module, results: dict) -> None:
+    """The final table and, with ``wandb.student_artifact``, the student as a model artifact."""
+    if not wandb_run.wandb_loggers(loggers):
+        return
+    wandb_run.log_final_table(loggers, results.get("comparison") or {})
+    if OmegaConf.select(cfg, "wandb.student_artifact"):
+        path, meta = write_student(module, _run_dir(cfg) / "student.safetensors")
+        keys = ("tags", "steps", "val", "config_hash", "code", "teacher", "params")
+        meta.update({"scale": cfg.scale, **{k: results[k] for k in keys if k in results}})
+        wandb_run.log_student_artifact(loggers, path, meta)
 
 
 @exit_on_user_error
@@ -290,5 +323,10 @@ def main_from_cfg(cfg: DictConfig) -> float:
     try:
         results = run(cfg)
     except SIGTERMException:  # Lightning stops at a step boundary; LastCheckpoint saved it
+        wandb_run.finish_active_run(failed=True)
         exit_terminated(_run_dir(cfg) / "checkpoints" / "last.ckpt")
+    except BaseException:
+        wandb_run.finish_active_run(failed=True)
+        raise
+    wandb_run.finish_active_run()
     return float(results["val"].get(f"val/{cfg.val.sets[0]}/psnr_y", float("nan")))
