@@ -4,7 +4,9 @@ A distilled student's score says what distillation buys only next to the same st
 the same way without the teacher. With ``compare_without_teacher=true`` the run also trains that
 control: the loss with every term that reads the teacher left out (an adversarial term against
 the ground truth stays), the same initial weights, data order, steps and schedule, written to
-``<run_dir>/without_teacher``.
+``<run_dir>/without_teacher``. It logs to CSV there but not to W&B: its curves would land in
+the distilled run's W&B run (Lightning reuses the active one) under the same metric names; its
+final scores reach W&B as the final table's "student without teacher" row.
 """
 
 from __future__ import annotations
@@ -42,4 +44,6 @@ def control_config(cfg: DictConfig) -> DictConfig | None:
             control.loss.terms[name].weight = 0.0
         control.run_dir = f"{cfg.run_dir}/{CONTROL_FOLDER}"
         control.compare_without_teacher = False
+        if control.get("logger"):
+            control.logger = [c for c in control.logger if "wandb" not in str(c.get("_target_"))]
     return control

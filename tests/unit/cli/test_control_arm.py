@@ -36,6 +36,14 @@ def test_mcad_keeps_its_adversarial_term_against_the_ground_truth(tmp_path):
     assert kept == ["rec", "adv"]
 
 
+def test_the_control_logs_to_csv_but_not_into_the_distilled_runs_wandb_run(tmp_path):
+    cfg = _cfg(tmp_path, "loss=kd", "logger=wandb")
+    assert ["wandb" in c._target_ for c in cfg.logger] == [True, False]
+    control = control_config(cfg)
+    assert [c._target_ for c in control.logger] == ["lightning.pytorch.loggers.CSVLogger"]
+    assert control.logger[0].save_dir == f"{tmp_path}/without_teacher"
+
+
 def test_a_loss_without_teacher_needs_no_control(tmp_path):
     assert control_config(_cfg(tmp_path, "loss=scratch")) is None
 
