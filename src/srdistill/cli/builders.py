@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -11,17 +10,12 @@ from torch import nn
 
 from srdistill.cli.common import build_model, model_choice
 from srdistill.losses.combine import WeightedLoss
+from srdistill.models import zoo
 from srdistill.models.registry import student_record
 from srdistill.module import DistillationModule
 from srdistill.training import perf
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = zoo.file_sha256
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -53,12 +47,50 @@ def build_teacher(cfg: DictConfig, needed: bool) -> tuple[nn.Module | None, dict
             f"teacher.ckpt is not set: the loss distils from teacher {name}, give its weights "
             "with teacher.ckpt=PATH (a random teacher teaches nothing)"
         )
-    identity = {
-        "arch": name,
-        "path": str(ckpt) if ckpt else None,
-        "sha256": file_sha256(ckpt) if ckpt else None,
-    }
-    return build_model(cfg.teacher.arch, ckpt, f"teacher {name}", "teacher.ckpt"), identity
+    path, digest, entry = teacher_file(cfg, name)
+    identity = {"arch": name, "path": str(path) if path else None, "sha256": digest}
+    if entry is not None:
+        identity["zoo"] = entry.name
+    teacher = build_model(cfg.teacher.arch, path, f"teacher {name}", "teacher.ckpt")
+    if getattr(teacher, "architecture", None):  # spandrel: the architecture the file holds
+        identity["architecture"] = teacher.architecture
+    return teacher, identity
+
+
+def teacher_file(cfg: DictConfig, name: str) -> tuple[str | None, str | None, zoo.ZooEntry | None]:
+    """``teacher.ckpt`` as a local file, its SHA-256 and its zoo entry: ``zoo:<name>`` is fetched
+    and verified; a local file is verified against ``teacher.zoo`` when that names an entry."""
+    ckpt, pin, option = cfg.teacher.ckpt, cfg.teacher.get("sha256"), "teacher.ckpt"
+    named = cfg.teacher.get("zoo")
+    entry = zoo.entry_for(ckpt, option) if zoo.is_reference(ckpt) else None
+    if named and entry is not None and entry.name != named:
+        raise ValueError(
+            f"teacher.ckpt={ckpt} is not teacher.zoo={named}; pick one (teacher=zoo/<name>)"
+        )
+    entry = entry or (zoo.entry(named, "teacher.zoo") if named else None)
+    if entry is not None:
+        _check_zoo_fits(cfg, name, entry)
+    if not ckpt:
+        return None, None, entry
+    if zoo.is_reference(ckpt):
+        path, digest = zoo.resolve(ckpt, pin, option)
+        return str(path), digest, entry
+    digest = zoo.verify(ckpt, entry, pin, option) if entry is not None else file_sha256(ckpt)
+    return str(ckpt), digest, entry
+
+
+def _check_zoo_fits(cfg: DictConfig, name: str, entry: zoo.ZooEntry) -> None:
+    """The configured teacher is the entry's architecture at the run's scale (one line if not)."""
+    if cfg.scale != entry.scale:
+        raise ValueError(
+            f"teacher zoo entry {entry.name} is a x{entry.scale} network but scale={cfg.scale}; "
+            f"run with scale={entry.scale}"
+        )
+    if name != "model@teacher.arch" and name != entry.model:
+        raise ValueError(
+            f"teacher zoo entry {entry.name} is a {entry.model} network, but the teacher is "
+            f"{name}; select it with teacher=zoo/{entry.name}"
+        )
 
 
 def build_student(cfg: DictConfig) -> tuple[nn.Module, dict | None, dict]:

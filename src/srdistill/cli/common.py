@@ -14,7 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from srdistill.cli.app import one_line
+from srdistill.models import zoo
 from srdistill.models.checkpoint import CheckpointError, load_weights
+from srdistill.models.spandrel_net import SpandrelModel
 
 # OSError: a read-only folder, a full disk, a missing permission (messages name the path)
 USER_ERRORS = (CheckpointError, OSError, ValueError)
@@ -29,12 +31,20 @@ def model_choice(group: str = "model") -> str:
 
 
 def build_model(
-    model_cfg: DictConfig, ckpt: str | None, name: str, option: str = "ckpt"
+    model_cfg: DictConfig, ckpt: str | None, name: str, option: str = "ckpt", sha256=None
 ) -> nn.Module:
-    """Instantiate an architecture and, when given, load its weights (set by ``option``)."""
+    """Instantiate an architecture and, when given, load its weights (set by ``option``: a file
+    or ``zoo:<name>``, fetched and verified, ``sha256`` pinning an entry that publishes none)."""
+    if zoo.is_reference(ckpt):
+        ckpt = str(zoo.resolve(ckpt, sha256, option)[0])
     model = instantiate(model_cfg)
-    if ckpt:
+    if isinstance(model, SpandrelModel):  # the file names its architecture: read it once
+        if not ckpt:
+            raise ValueError(f"{option} is not set: {name} builds the network from its weights")
+        model = model.build(ckpt, option)
+    elif ckpt:
         load_weights(model, ckpt, model_name=name, option=option)
+    if ckpt:
         check_finite(model, f"{option}={ckpt} ({name})")
     return model
 
@@ -92,10 +102,13 @@ def check_flags(cfg: DictConfig, options: tuple[str, ...]) -> None:
 
 
 def check_input_files(cfg: DictConfig, options: tuple[str, ...]) -> None:
-    """Each named file option that is set points at an existing file."""
+    """Each named file option that is set points at an existing file or a teacher-zoo entry
+    (``zoo:<name>``; fetched later, when the model is built)."""
     for option in options:
         value = OmegaConf.select(cfg, option)
-        if value and not os.path.isfile(str(value)):
+        if zoo.is_reference(value):
+            zoo.entry_for(value, option)
+        elif value and not os.path.isfile(str(value)):
             raise FileNotFoundError(f"{option}={value}: no such file; check the path")
 
 

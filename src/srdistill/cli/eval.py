@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> dict:
         ensure_writable_file(cfg.out, "out")
     root, sets = benchmark_root_and_sets(cfg.data)
     name = model_choice()
-    model = build_model(cfg.model, cfg.ckpt, name)
+    model = build_model(cfg.model, cfg.ckpt, name, sha256=cfg.get("sha256"))
     ensemble = bool(cfg.get("self_ensemble", False))
     if ensemble:
         # Tiles around the ensemble: each tile is super-resolved x8 and averaged in float before

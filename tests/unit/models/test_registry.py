@@ -28,9 +28,14 @@ def composed_model(name: str, scale: int = 4) -> dict:
     return OmegaConf.to_container(cfg.model, resolve=True)
 
 
+# model=spandrel builds whatever its weights file holds: never rebuilt from a record
+FROM_FILE = {"spandrel"}
+
+
 def test_every_model_config_is_allowed_by_its_own_constructor():
-    assert sorted(MODELS) == model_names()
-    for name in model_names():
+    names = [n for n in model_names() if n not in FROM_FILE]
+    assert sorted(MODELS) == names
+    for name in names:
         assert model_name_for(name, composed_model(name)["_target_"]) == name
 
 

@@ -1,0 +1,112 @@
+"""Any super-resolution checkpoint spandrel recognises, as a network like srdistill's own.
+
+With ``model=spandrel`` (``teacher=spandrel``) the architecture comes from the weights file:
+the file is read by srdistill's one reader (tensors only, never unpickled code), its state dict
+handed to ``spandrel.ModelLoader().load_from_state_dict``, and the network wrapped so that any
+input size works (padded to what the architecture needs, the output cropped back) with RGB in
+[0, 1] in and out. Install the extra with ``pip install 'srdistill[spandrel]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srdistill.models.checkpoint import CheckpointError, read_checkpoint_file, unwrap_state_dict
+
+INSTALL = "pip install 'srdistill[spandrel]'"
+
+
+class SpandrelNetwork(nn.Module):
+    """A spandrel model behind srdistill's interface: ``(N, 3, h, w)`` in [0, 1] to
+    ``(N, 3, s*h, s*w)``; the input is reflect-padded to the architecture's size rule
+    (minimum, multiple, square) and the output cropped back."""
+
+    def __init__(
+        self, model: nn.Module, scale: int, minimum=0, multiple_of=1, square=False, call=None
+    ):
+        super().__init__()
+        self.model, self.scale, self.architecture = model, scale, type(model).__name__
+        self.minimum, self.multiple_of, self.square = minimum, multiple_of, square
+        self.call = call or (lambda model, image: model(image))
+
+    def padding(self, h: int, w: int) -> tuple[int, int]:
+        def up(n: int) -> int:
+            n = max(n, self.minimum)
+            return -(-n // self.multiple_of) * self.multiple_of
+
+        ph, pw = up(h), up(w)
+        if self.square:
+            ph = pw = max(ph, pw)
+        return ph - h, pw - w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = self.padding(h, w)
+        if ph or pw:
+            # reflection needs the pad to be smaller than the side; tiny inputs repeat the edge
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        out = self.call(self.model, x)
+        return out[..., : h * self.scale, : w * self.scale]
+
+
+class SpandrelModel:
+    """What ``conf/model/spandrel.yaml`` instantiates: it builds the network from the weights
+    file itself (``build``), so the weights are read once and never loaded a second time."""
+
+    def __init__(self, scale: int):
+        self.scale = scale
+
+    def build(self, path: str | Path, option: str = "ckpt") -> SpandrelNetwork:
+        state = unwrap_state_dict(read_checkpoint_file(path, option), path)
+        try:
+            import spandrel
+        except ImportError:
+            raise ValueError(
+                f"{option}={path}: model=spandrel needs the spandrel package; {INSTALL}"
+            ) from None
+        try:
+            descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(state)
+        except spandrel.UnsupportedModelError:
+            raise CheckpointError(
+                f"{option}={path}: spandrel does not recognise this checkpoint's architecture; "
+                "give a super-resolution model spandrel supports, or one of srdistill's models"
+            ) from None
+        except (RuntimeError, KeyError, ValueError, IndexError) as err:
+            first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+            raise CheckpointError(
+                f"{option}={path}: spandrel recognised the file but cannot load it ({first})"
+            ) from None
+        return self._wrap(descriptor, path, option)
+
+    def _wrap(self, descriptor, path, option: str) -> SpandrelNetwork:
+        import spandrel
+
+        name = descriptor.architecture.name
+        if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR":
+            raise CheckpointError(
+                f"{option}={path} holds a {name} model for {descriptor.purpose}, not "
+                "super-resolution"
+            )
+        if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
+            raise CheckpointError(
+                f"{option}={path}: {name} takes {descriptor.input_channels} and gives "
+                f"{descriptor.output_channels} channels; srdistill works on RGB (3 and 3)"
+            )
+        if descriptor.scale != self.scale:
+            raise ValueError(
+                f"{option}={path} holds a x{descriptor.scale} {name} network, not "
+                f"x{self.scale}; give scale={descriptor.scale}"
+            )
+        rule = descriptor.size_requirements
+        # a few architectures run through their own call (spandrel keeps it on the descriptor)
+        call = getattr(descriptor, "_call_fn", None)
+        network = SpandrelNetwork(
+            descriptor.model, descriptor.scale, rule.minimum, rule.multiple_of, rule.square, call
+        )
+        network.architecture = descriptor.architecture.id
+        return network.eval()
