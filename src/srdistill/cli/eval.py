@@ -6,8 +6,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from torch import nn
+
 from srdistill.cli.common import (
     build_model,
+    check_finite,
     check_flags,
     check_scale,
     exit_on_user_error,
@@ -16,6 +19,9 @@ from srdistill.cli.common import (
 from srdistill.data.samples import VAL_SET, materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table, resolve_sets
 from srdistill.eval.ensemble import SelfEnsemble
+from srdistill.models import zoo
+from srdistill.models.backbones.bicubic import Bicubic
+from srdistill.models.from_file import network_from_file
 from srdistill.outputs import ensure_writable_file, write_json
 
 
@@ -27,6 +33,24 @@ def benchmark_root_and_sets(data_cfg: DictConfig) -> tuple[Path, list[str]]:
     return Path(data_cfg.root), resolve_sets(data_cfg.root, sets)
 
 
+def evaluated_network(cfg: DictConfig) -> tuple[nn.Module, str]:
+    """``model=`` with its weights; without it, the network ``ckpt`` holds (a run checkpoint's
+    deployed student, an export, released weights: as ``srdistill-upscale`` reads them); with
+    neither, bicubic."""
+    if cfg.get("model") is not None:
+        name = model_choice()
+        return build_model(cfg.model, cfg.ckpt, name, sha256=cfg.get("sha256")), name
+    if not cfg.ckpt:
+        return Bicubic(cfg.scale), "bicubic"
+    path, named = cfg.ckpt, None
+    if zoo.is_reference(path):
+        named = zoo.entry_for(path, "ckpt").model
+        path = str(zoo.resolve(path, cfg.get("sha256"), "ckpt")[0])
+    network, arch = network_from_file(path, named, cfg.scale, option="ckpt")
+    check_finite(network, f"the network of ckpt={cfg.ckpt}")
+    return network, arch[0] if arch else "network"
+
+
 def run(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.model`` (weights ``cfg.ckpt``) and return ``{set: metrics}``."""
     check_scale(cfg.scale)  # cheap checks before loading anything
@@ -34,8 +58,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.out:
         ensure_writable_file(cfg.out, "out")
     root, sets = benchmark_root_and_sets(cfg.data)
-    name = model_choice()
-    model = build_model(cfg.model, cfg.ckpt, name, sha256=cfg.get("sha256"))
+    model, name = evaluated_network(cfg)
     ensemble = bool(cfg.get("self_ensemble", False))
     if ensemble:
         # Tiles around the ensemble: each tile is super-resolved x8 and averaged in float before

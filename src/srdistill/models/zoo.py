@@ -184,10 +184,9 @@ def resolve(
 
 
 def _fetch(item: ZooEntry, target: Path, option: str, download) -> None:
-    by_hand = (
-        f"put the file at {target} by hand, or give its path with {option}=PATH "
-        f"(teacher=zoo/{item.name} still verifies it)"
-    )
+    by_hand = f"put the file at {target} by hand, or give its path with {option}=PATH"
+    if option.startswith("teacher"):
+        by_hand += f" (teacher=zoo/{item.name} still verifies it)"
     if item.url is None:
         raise ZooError(
             f"{option}=zoo:{item.name}: {item.file} is published only inside "

@@ -113,3 +113,24 @@ def test_efficiency_cli_reports_params_and_macs():
     assert result["params"] == 130_828
     assert result["macs_g"] == pytest.approx(8.535, abs=0.01)
     assert result["latency_ms"] > 0
+
+
+def test_without_model_the_file_names_its_network(tiny_benchmark, tmp_path):
+    """ckpt= alone scores the network the file holds, as model= + ckpt= does."""
+    from srdistill.export import write_state_dict
+    from srdistill.models.backbones.span import span_ch26
+
+    torch.manual_seed(0)
+    network = span_ch26(2).eval()
+    path = write_state_dict(
+        network, tmp_path / "w.safetensors", "safetensors", ("span_ch26", {"scale": 2})
+    )
+    options = [f"ckpt={path}", "scale=2", f"data.root={tiny_benchmark}", "data.sets=[Tiny]"]
+    detected = eval_cli.run(compose_config("eval", options))
+    named = eval_cli.run(compose_config("eval", ["model=span_ch26", *options]))
+    direct = evaluate_benchmarks(network, tiny_benchmark, ["Tiny"], 2)
+    assert detected["Tiny"]["psnr"] == named["Tiny"]["psnr"] == direct["Tiny"]["psnr"]
+    assert (
+        detected["Tiny"]["psnr"]
+        != evaluate_benchmarks(Bicubic(2), tiny_benchmark, ["Tiny"], 2)["Tiny"]["psnr"]
+    )
