@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig
-
 from torch import nn
 
 from srdistill.cli.common import (
