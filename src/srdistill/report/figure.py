@@ -73,6 +73,7 @@ def write_tradeoff(
 
     matplotlib.use("Agg")  # files only, no display
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scales = sorted({p.scale for p in points}, key=lambda s: (s is None, s or 0))
     fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
@@ -87,7 +88,11 @@ def write_tradeoff(
                 ax.annotate(
                     p.label, (p.x, p.psnr), fontsize=7, xytext=(3, 3), textcoords="offset points"
                 )
-        ax.set_xscale("log")
+        xs = [p.x for p in points if p.scale == scale]
+        if max(xs) > 10 * min(xs):  # a log axis over less than a decade has unreadable ticks
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(4))  # wide labels (parameter counts)
         ax.set_xlabel(quantity.axis_label)
         ax.set_ylabel(f"{benchmark} PSNR-Y (dB)")
         ax.set_title(scale_name(scale))
