@@ -36,7 +36,7 @@ EXPECTED_TEXT = {
         "| scratch | 2 | 4 |",
         "| kd - scratch | 2 |",
         "| Vanilla-KD | 2 |",
-        "report.csv, report.md, report.tex, tradeoff.png",
+        "report.csv, report.md, report.tex, tradeoff.png, tradeoff_flops.png",
     ],
 }
 

@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from srdistill.cli.builders import build_loss
+from srdistill.eval.efficiency import count_flops
 from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.configs import CONF_DIR, compose_config
 from tests.helpers.shared import REPO_ROOT
@@ -47,6 +48,11 @@ def test_smoke_run_writes_results_and_checkpoints(tmp_path, loss):
     assert results["tags"] == tags
     student = instantiate(compose_config("train", ["experiment=smoke"]).student.arch)
     assert results["params"] == sum(p.numel() for p in student.parameters())
+    # the papers' FLOPs: multiply-accumulates at LR 3x256x256. By hand: 3->16, 5 x 16->16 and
+    # 16->64 3x3 convolutions at 256x256, then 16->3 at the x2 output's 512x512
+    assert results["flops_g"] == count_flops(student, (256, 256)) / 2e9
+    by_hand = 9 * (3 * 16 + 5 * 16 * 16 + 16 * 64) * 256**2 + 9 * 16 * 3 * 512**2
+    assert results["flops_g"] == pytest.approx(by_hand / 1e9)
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert list((tmp_path / "samples").glob("step_*.png"))
     metrics = (tmp_path / "csv").rglob("metrics.csv")

@@ -31,7 +31,7 @@ from srdistill.cli.common import (
 )
 from srdistill.cli.control import control_config
 from srdistill.cli.final_table import comparison_table, where_line
-from srdistill.eval.efficiency import count_parameters
+from srdistill.eval.efficiency import count_flops, count_parameters
 from srdistill.export import deployed_architecture, write_state_dict
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.models.registry import RecordError, recorded_model
@@ -233,6 +233,18 @@ def run_tags(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(tags, resolve=True) if tags is not None else {}
 
 
+def deployed_flops_g(student: torch.nn.Module) -> float | None:
+    """The papers' "FLOPs" of the deployed student in G: multiply-accumulates at an LR input of
+    3x256x256 (MCAD-KD Tab. 2, NTIRE efficient SR; half of torch's FLOP count), counted on the
+    meta device. A network the counter cannot trace costs the figure a point, never the run: None
+    and one warning."""
+    try:
+        return count_flops(student, (256, 256)) / 2e9
+    except Exception as err:  # noqa: BLE001 - any failure of an optional statistic
+        log.warning("FLOPs of the student not counted (results.json flops_g: null): %s", err)
+        return None
+
+
 def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, object]:
     """Train one network from the seed up, validate it once more; its results, trainer, data."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -245,10 +257,13 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         "wall_time_s": round(time.perf_counter() - start, 1),
         "teacher": module.teacher_identity,
         "tags": run_tags(cfg),
-        # the deployed network's size: srdistill-report's PSNR-vs-parameters figure
-        "params": count_parameters(module.export_student()),
         "code": wandb_run.code_version(),
     }
+    # the deployed network's size and cost: srdistill-report's PSNR-vs-parameters and -FLOPs
+    # figures; flops_g in the papers' convention, as in report/paper_numbers.json
+    student = module.export_student()
+    results["params"] = count_parameters(student)
+    results["flops_g"] = deployed_flops_g(student)
     if module.hparams.get("grad_share_every"):
         every = module.hparams.grad_share_every
         results["grad_share"] = grad_share.summarize(every, module.grad_share_history)

@@ -1,1 +1,2 @@
-"""``srdistill-report``: a sweep's results.json files as tables, beside the papers' numbers."""
+"""``srdistill-report``: a sweep's results.json files as tables and trade-off figures (PSNR
+against parameters and against FLOPs), beside the papers' numbers."""

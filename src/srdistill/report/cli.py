@@ -21,7 +21,10 @@ without teacher, the distilled student) and the gain of distillation, seed by se
 Paper mode (--paper or --out): per scale, a row per method in the paper's order; for each
 benchmark our mean +- std over seeds, n, the paper's number and ours - paper. Runs are told apart
 by the ``tags`` of results.json (table, method, scale, seed), else by their ``loss=``/``scale=``/
-``seed=`` overrides. --out writes report.md, report.tex, report.csv and tradeoff.png there.
+``seed=`` overrides. --out writes report.md, report.tex and report.csv there, and the trade-off
+figures: PSNR on the last benchmark against parameters (tradeoff.png) and against FLOPs
+(tradeoff_flops.png; the papers' convention: G multiply-accumulates at an LR input of 3x256x256),
+our runs at the counts their results.json records (params, flops_g), the paper's at its own.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from srdistill.report.collect import (
     identity,
     load_runs,
 )
-from srdistill.report.figure import tradeoff_points, write_tradeoff
+from srdistill.report.figure import write_tradeoffs
 from srdistill.report.paper import paper_numbers, paper_table
 from srdistill.report.summary import final_table_summary, grad_share_summary, summarize
 from srdistill.report.tables import csv_text, latex, markdown, paper_records
@@ -108,15 +111,7 @@ def paper_report(runs: list[Run], args: argparse.Namespace) -> str:
         (args.out / "report.md").write_text(text + "\n")
         (args.out / "report.tex").write_text(latex(records, table, digits))
         (args.out / "report.csv").write_text(csv_text(records))
-        run_params = {}
-        for run in runs:
-            who = identity(*run)
-            run_params[(who["scale"], who["method"])] = who["params"]
-        points = tradeoff_points(records, table, run_params)
-        if points:
-            write_tradeoff(args.out / "tradeoff.png", points, records[-1].benchmark)
-        else:
-            print("no trade-off figure: neither the runs nor the paper give parameter counts")
+        write_tradeoffs(args.out, records, table, [identity(*run) for run in runs])
     return text
 
 

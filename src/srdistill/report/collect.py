@@ -34,7 +34,8 @@ def _number_or_null(value) -> bool:
 
 def _checked(path: Path, result) -> dict:
     """A results.json as train.py writes it: an object whose ``val`` maps metric names to
-    numbers and whose ``tags`` is an object; anything else is named, not half-read."""
+    numbers, whose ``tags`` is an object and whose ``params`` and ``flops_g`` are numbers or
+    null; anything else is named, not half-read."""
     if not isinstance(result, dict):
         raise ReportError(f"{path}: not a results.json (a JSON object is expected)")
     val, tags = result.get("val", {}), result.get("tags", {})
@@ -42,6 +43,9 @@ def _checked(path: Path, result) -> dict:
         raise ReportError(f"{path}: 'val' must map metric names to numbers")
     if not isinstance(tags, dict | None):
         raise ReportError(f"{path}: 'tags' must be an object")
+    for key in ("params", "flops_g"):  # the trade-off figures' x values
+        if not _number_or_null(result.get(key)):
+            raise ReportError(f"{path}: '{key}' must be a number or null")
     scale = (tags or {}).get("scale")
     if scale is not None and (isinstance(scale, bool) or not str(scale).isdigit()):
         raise ReportError(f"{path}: tags.scale must be a whole number, got {scale!r:.40}")
@@ -67,7 +71,8 @@ def load_runs(roots: Path | list[Path]) -> list[Run]:
 
 
 def identity(args: dict, result: dict) -> dict:
-    """A run's table, method, scale and seed: its tags, else its overrides and folder."""
+    """A run's table, method, scale and seed: its tags, else its overrides and folder; and the
+    deployed student's size and cost (``params``, ``flops_g``) as results.json records them."""
     tags = result.get("tags") or {}
     scale = tags.get("scale", args.get("scale"))
     return {
@@ -76,6 +81,7 @@ def identity(args: dict, result: dict) -> dict:
         "scale": int(scale) if scale is not None else None,
         "seed": str(tags.get("seed", args.get("seed", "0"))),
         "params": result.get("params", tags.get("params")),
+        "flops_g": result.get("flops_g", tags.get("flops_g")),
     }
 
 

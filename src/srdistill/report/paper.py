@@ -42,11 +42,13 @@ def paper_value(row: dict | None, benchmark: str, metric: str) -> float | None:
     return (row["results"].get(benchmark) or {}).get(metric)
 
 
-def paper_params(table: dict, row: dict | None) -> float | None:
-    """A row's parameter count, else the table's student's (one student for every method)."""
-    if row is not None and row.get("params"):
-        return row["params"]
-    return (table.get("student") or {}).get("params")
+def paper_cost(table: dict, row: dict | None, quantity: str) -> float | None:
+    """A row's ``params`` or ``flops_g``, else the table's student's (one student for every
+    method, recorded at x4 as MCAD-KD's Tab. 2 gives it); a row's null (not published) stays
+    None rather than borrowing the student's."""
+    if row is not None and quantity in row:
+        return row[quantity]
+    return (table.get("student") or {}).get(quantity)
 
 
 def column_maxima(table: dict) -> dict:

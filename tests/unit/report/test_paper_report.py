@@ -98,10 +98,26 @@ def test_latex_has_a_tabular_with_a_row_per_method(sweep, tmp_path):
     assert rows[1].startswith("Scratch & 2 & $32.10 \\pm 0.14$ & 32.29 & $-0.19$")
 
 
-def test_tradeoff_figure_is_a_png(sweep, tmp_path):
+def test_paper_mode_writes_both_tradeoff_figures_as_pngs(sweep, tmp_path):
     out = tmp_path / "report"
     main([str(sweep), "--out", str(out)])
-    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("tradeoff.png", "tradeoff_flops.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_a_figure_without_any_count_is_skipped_with_one_line(tmp_path, capsys):
+    # dsclora_tab1 gives RFDN's parameters but no FLOPs; the runs record neither
+    _write_run(tmp_path / "s" / "rfdn_0", "scratch", 0, 32.0, 26.0)
+    path = tmp_path / "s" / "rfdn_0" / "results.json"
+    result = json.loads(path.read_text())
+    result["val"] = {"val/Urban100/psnr_y": 26.0, "val/Urban100/ssim_y": 0.78}
+    result["tags"] |= {"table": "dsclora_tab1", "method": "rfdn"}
+    path.write_text(json.dumps(result))
+    out = tmp_path / "report"
+    main([str(tmp_path / "s"), "--out", str(out)])
+    assert (out / "tradeoff.png").is_file() and not (out / "tradeoff_flops.png").exists()
+    expected = "no tradeoff_flops.png: neither the runs nor the paper give FLOPs"
+    assert expected in capsys.readouterr().out
 
 
 def test_runs_without_tags_are_told_apart_by_their_overrides(tmp_path, capsys):
@@ -150,20 +166,55 @@ def test_python_dash_m_runs_the_same_command(tmp_path):
     assert proc.stderr.strip() == expected
 
 
-def test_tradeoff_places_ours_at_our_count_and_never_at_the_papers(sweep):
+def _tradeoff_inputs(sweep):
     from srdistill.report.collect import load_runs
-    from srdistill.report.figure import tradeoff_points
     from srdistill.report.paper import paper_table
     from srdistill.report.tables import paper_records
 
     table = paper_table("mcad_tab3")
-    records = paper_records(load_runs([sweep]), table)
+    return paper_records(load_runs([sweep]), table), table
+
+
+def test_tradeoff_places_ours_at_our_count_and_never_at_the_papers(sweep):
+    from srdistill.report.figure import tradeoff_points
+
+    records, table = _tradeoff_inputs(sweep)
     without_counts = tradeoff_points(records, table, {})
     assert {p.source for p in without_counts} == {"paper"}
-    assert all(p.params == table["student"]["params"] for p in without_counts)
+    assert all(p.x == table["student"]["params"] for p in without_counts)
     with_counts = tradeoff_points(records, table, {(4, "scratch"): 1234})
     ours = [p for p in with_counts if p.source == "ours"]
-    assert [(p.label, p.params, p.psnr) for p in ours] == [("Scratch", 1234.0, 26.2)]
+    assert [(p.label, p.x, p.psnr) for p in ours] == [("Scratch", 1234.0, 26.2)]
+
+
+def test_tradeoff_against_flops_takes_the_runs_and_the_papers_flops(sweep):
+    from srdistill.report.figure import FLOPS, PARAMS, tradeoff_points
+
+    records, table = _tradeoff_inputs(sweep)
+    runs = {(4, "scratch"): 1.5, (4, "fitnet"): None}  # fitnet's count failed: no point
+    points = tradeoff_points(records, table, runs, FLOPS)
+    # Urban100 (the last benchmark): ours at the runs' mean PSNR, the paper's at Tab. 3's,
+    # both at MCAD-KD Tab. 2's x4 EDSR student, 207.28 G multiply-accumulates
+    assert sorted((p.source, p.label, p.x, p.psnr) for p in points) == [
+        ("ours", "Scratch", 1.5, 26.2),
+        ("paper", "FitNet", 207.28, 25.4),
+        ("paper", "Scratch", 207.28, 26.21),
+    ]
+    # the same records against parameters: the paper's points move to the student's count
+    by_params = tradeoff_points(records, table, {}, PARAMS)
+    assert {p.x for p in by_params} == {2_700_000.0}
+
+
+def test_a_paper_row_without_published_flops_is_left_out():
+    from srdistill.report.figure import FLOPS, PARAMS, tradeoff_points
+    from srdistill.report.paper import paper_table
+    from srdistill.report.tables import Record
+
+    table = paper_table("dsclora_tab1")  # RFDN: 550 K parameters, FLOPs not published
+    row = {"method": "rfdn", "label": "RFDN", "scale": 4, "benchmark": "Urban100"}
+    record = Record(**row, metric="psnr", mean=26.0, std=0.0, n=1, paper=26.11)
+    assert tradeoff_points([record], table, {}, FLOPS) == []
+    assert [p.x for p in tradeoff_points([record], table, {}, PARAMS)] == [550_000.0]
 
 
 @pytest.mark.parametrize(
@@ -174,6 +225,8 @@ def test_tradeoff_places_ours_at_our_count_and_never_at_the_papers(sweep):
         ('{"val": 5}', "'val' must map"),
         ('{"val": {"val/Set5/psnr_y": "high"}}', "'val' must map"),
         ('{"val": {}, "tags": {"scale": "x4"}}', "tags.scale"),
+        ('{"val": {}, "flops_g": "8.5G"}', "'flops_g' must be a number or null"),
+        ('{"val": {}, "params": [1]}', "'params' must be a number or null"),
     ],
 )
 def test_a_broken_or_crafted_results_file_is_one_line_naming_it(tmp_path, capsys, content, needle):
