@@ -44,11 +44,16 @@ def paper_value(row: dict | None, benchmark: str, metric: str) -> float | None:
 
 def paper_cost(table: dict, row: dict | None, quantity: str) -> float | None:
     """A row's ``params`` or ``flops_g``, else the table's student's (one student for every
-    method, recorded at x4 as MCAD-KD's Tab. 2 gives it); a row's null (not published) stays
+    method) at the scale it was counted for (MCAD-KD's Tab. 2 gives the x4 network; its x2 and
+    x3 students are other sizes the paper does not print); a row's null (not published) stays
     None rather than borrowing the student's."""
     if row is not None and quantity in row:
         return row[quantity]
-    return (table.get("student") or {}).get(quantity)
+    student = table.get("student") or {}
+    counted_at = student.get("scale")
+    if row is not None and counted_at is not None and row.get("scale") != counted_at:
+        return None
+    return student.get(quantity)
 
 
 def column_maxima(table: dict) -> dict:

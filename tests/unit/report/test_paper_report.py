@@ -249,3 +249,13 @@ def test_a_tag_without_published_numbers_asks_for_paper(sweep, tmp_path, capsys)
     line = _error_line(capsys, [str(sweep), "--out", str(tmp_path / "o")])
     assert "my_mini_table" in line and "--paper" in line
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_the_table_student_counts_only_at_the_scale_it_was_counted_for():
+    from srdistill.report.paper import paper_cost, paper_row, paper_table
+
+    table = paper_table("mcad_tab3")
+    # MCAD-KD Tab. 2: the x4 EDSR student, 207.28 G; the x2 student is another network
+    assert paper_cost(table, paper_row(table, "kd", 4), "flops_g") == 207.28
+    assert paper_cost(table, paper_row(table, "kd", 4), "params") == 2_700_000
+    assert paper_cost(table, paper_row(table, "kd", 2), "flops_g") is None
