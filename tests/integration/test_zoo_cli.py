@@ -40,6 +40,7 @@ def offline_run(script: str, tmp_path, *overrides: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_a_spandrel_checkpoint_teaches_a_smoke_run(tmp_path, compact_x2):
     proc = offline_run(
         "train.py",
@@ -60,6 +61,7 @@ def test_a_spandrel_checkpoint_teaches_a_smoke_run(tmp_path, compact_x2):
     assert 5 < teacher_psnr < 40  # a random Compact: scored, not good
 
 
+@pytest.mark.slow
 def test_eval_scores_a_spandrel_checkpoint(tmp_path, compact_x2):
     out = tmp_path / "results.json"
     proc = offline_run(
