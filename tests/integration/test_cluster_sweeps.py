@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,6 +55,21 @@ def test_slurm_launcher_builds_from_the_config():
 def test_slurm_sweep_without_partition_is_one_line():
     proc = run_script("train.py", "-m", "cluster=slurm", "experiment=smoke")
     assert_one_line_error(proc, "cluster.partition")
+
+
+@needs_submitit
+def test_a_slurm_sweep_off_a_cluster_is_one_line(tmp_path):
+    if shutil.which("srun"):
+        pytest.skip("this machine has srun: the sweep would really be submitted")
+    proc = run_script(
+        "train.py",
+        "-m",
+        "cluster=slurm",
+        "cluster.partition=gpu",
+        "experiment=smoke",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert_one_line_error(proc, "srun", "login node")
 
 
 def test_unknown_cluster_is_one_line():

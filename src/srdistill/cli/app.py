@@ -62,6 +62,16 @@ def run_hydra_main(hydra_main: Callable[[], object]) -> None:
             raise
         print(f"error: {composition_message(err)}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as err:
+        # submitit's SLURM executor refuses a machine without srun before any job is submitted
+        if user_wants_traces or "slurm" not in str(err).lower():
+            raise
+        print(
+            f"error: {one_line(err)}; cluster=slurm submits from a SLURM login node (sbatch and "
+            "srun on the PATH)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except MissingMandatoryValue as err:
         if user_wants_traces:
             raise
