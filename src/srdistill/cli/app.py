@@ -63,8 +63,9 @@ def run_hydra_main(hydra_main: Callable[[], object]) -> None:
         print(f"error: {composition_message(err)}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as err:
-        # submitit's SLURM executor refuses a machine without srun before any job is submitted
-        if user_wants_traces or "slurm" not in str(err).lower():
+        # submitit's SLURM executor refuses a machine without srun before any job is submitted;
+        # any other RuntimeError (a job's own, Lightning's) keeps its traceback
+        if user_wants_traces or 'Could not detect "srun"' not in str(err):
             raise
         print(
             f"error: {one_line(err)}; cluster=slurm submits from a SLURM login node (sbatch and "

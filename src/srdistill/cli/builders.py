@@ -15,8 +15,6 @@ from srdistill.models.registry import student_record
 from srdistill.module import DistillationModule
 from srdistill.training import perf
 
-file_sha256 = zoo.file_sha256
-
 
 def config_hash(cfg: DictConfig) -> str:
     text = OmegaConf.to_yaml(cfg, resolve=False, sort_keys=True)
@@ -75,7 +73,7 @@ def teacher_file(cfg: DictConfig, name: str) -> tuple[str | None, str | None, zo
     if zoo.is_reference(ckpt):
         path, digest = zoo.resolve(ckpt, pin, option)
         return str(path), digest, entry
-    digest = zoo.verify(ckpt, entry, pin, option) if entry is not None else file_sha256(ckpt)
+    digest = zoo.verify(ckpt, entry, pin, option) if entry is not None else zoo.file_sha256(ckpt)
     return str(ckpt), digest, entry
 
 

@@ -121,12 +121,9 @@ def wandb_loggers(loggers: Iterable | bool | None) -> list[WandbLogger]:
 
 def log_run_config(loggers, config: Mapping, code: Mapping) -> None:
     """The resolved config (plain values) and the code version as the run's config, and the
-    gradient shares on the step axis. A run already configured (the control arm trains into the
-    same W&B run) keeps its config."""
+    gradient shares on the step axis."""
     for logger in wandb_loggers(loggers):
         run = logger.experiment
-        if run.config.get("code") is not None:
-            continue
         run.config.update({**config, "code": dict(code)}, allow_val_change=True)
         run.define_metric("train/grad_share/*", step_metric="trainer/global_step")
 
