@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test test-slow test-all lint eval efficiency train demo bench notebooks
+.PHONY: install test test-slow test-all test-gpu lint eval efficiency train demo bench notebooks
 
 install: $(VENV)/.installed
 
@@ -13,15 +13,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# the fast suite (what contributors run); `make test-all` adds the slow reference checks
+# the fast suite (what contributors run); `make test-all` adds the slow reference checks.
+# WORKERS: pytest-xdist processes (auto: one per core, each with its share of the threads);
+# PYTEST_ARGS: anything more for pytest, e.g. --durations=15. Budgets: docs/CONTRIBUTING.md
+WORKERS ?= auto
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
+
 test: install
-	$(PY) -m pytest -m "not slow" -q
+	$(PYTEST) -m "not slow"
 
 test-slow: install
-	$(PY) -m pytest -m slow -q
+	$(PYTEST) -m slow
 
 test-all: install
-	$(PY) -m pytest -q
+	$(PYTEST)
+
+# the GPU variants of the device tests (bf16, channels_last, compile, DDP); needs CUDA
+test-gpu: install
+	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check src tests scripts benchmarks *.py

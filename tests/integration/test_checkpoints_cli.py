@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.cli import run_script
 from tests.helpers.shared import REPO_ROOT
-from tests.integration.test_train_cli import student_state, train
+from tests.helpers.training import student_state, train
 
 
 def saved_step(checkpoint: Path) -> int:
@@ -101,21 +102,14 @@ def test_sigterm_saves_last_exits_non_zero_and_resumes(tmp_path):
 
 
 def test_divergence_stops_with_one_line_and_never_saves_non_finite_weights(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "experiment=smoke",
-            "loss=scratch",
-            "optimizer.lr=1e10",
-            "trainer.max_steps=20",
-            "module.max_nonfinite_steps=3",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_script(
+        "train.py",
+        "experiment=smoke",
+        "loss=scratch",
+        "optimizer.lr=1e10",
+        "trainer.max_steps=20",
+        "module.max_nonfinite_steps=3",
+        f"hydra.run.dir={tmp_path}",
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
     last_line = proc.stderr.strip().splitlines()[-1]

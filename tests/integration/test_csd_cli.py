@@ -5,7 +5,7 @@ import json
 import torch
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train
 
 # the smoke batch holds 2 images, so 2 negatives (the default 10 needs batch_size >= 10)
 TWO_NEGATIVES = "loss.terms.cont.loss.num_negatives=2"

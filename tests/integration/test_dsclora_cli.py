@@ -14,7 +14,7 @@ from srdistill.lora.inject import LoRASpec
 from srdistill.models.backbones.span import span_ch26, span_ch28
 from srdistill.models.checkpoint import read_state_dict
 from tests.helpers.cli import assert_one_line_error, export_last_checkpoint, run_script
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train
 
 TWO_STAGES = "stages=[{until_step:2,lr_patch_size:16},{until_step:4,lr_patch_size:24}]"
 
@@ -36,15 +36,17 @@ def run_args(root: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def dsclora_run(tmp_path_factory) -> Path:
-    """A 4-step DSCLoRA run on the sample photos from random SPAN-Tiny / SPAN ch28 weights."""
-    root = tmp_path_factory.mktemp("dsclora")
+def build_dsclora_run(root: Path) -> None:
     torch.manual_seed(0)
     torch.save(span_ch26().state_dict(), root / "student.pth")
     torch.save(span_ch28().state_dict(), root / "teacher.pth")
     train(root / "run", *run_args(root))
-    return root
+
+
+@pytest.fixture(scope="session")
+def dsclora_run(built_once) -> Path:
+    """A 4-step DSCLoRA run on the sample photos from random SPAN-Tiny / SPAN ch28 weights."""
+    return built_once("dsclora_run", build_dsclora_run)
 
 
 def test_two_stages_run_in_one_experiment(dsclora_run):

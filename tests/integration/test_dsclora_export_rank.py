@@ -15,7 +15,7 @@ from srdistill.models.backbones.span import span_ch26, span_ch28
 from srdistill.models.checkpoint import read_state_dict
 from tests.helpers.cli import export_last_checkpoint
 from tests.helpers.configs import CONF_DIR
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.helpers.configs import CONF_DIR, compose_config
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
 # the smallest overrides a loss needs on the tiny smoke pair (batch 2, tiny EDSRs)

@@ -4,11 +4,12 @@ import csv
 import json
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.integration.test_train_cli import train
+from tests.helpers.training import SMOKE_RUNS
 
 
-def test_smoke_run_logs_gradient_shares(tmp_path):
-    train(tmp_path, "loss=kd", "module.grad_share_every=2")
+def test_smoke_run_logs_gradient_shares(smoke_run):
+    tmp_path, _ = smoke_run(*SMOKE_RUNS["kd"])
+    assert "module.grad_share_every=2" in SMOKE_RUNS["kd"]
     record = json.loads((tmp_path / "results.json").read_text())["grad_share"]
     assert record["every"] == 2
     assert [r["step"] for r in record["history"]] == [0, 2]

@@ -6,7 +6,7 @@ import json
 import torch
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train
 
 
 def test_mipkd_trains_two_steps_and_checkpoints_its_mixer(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.integration.test_train_cli import train
+from tests.helpers.training import train, train_process
 
 
 def logs(proc) -> str:
@@ -54,14 +54,13 @@ def test_a_bad_cache_option_is_a_one_line_error(tmp_path):
 @pytest.mark.slow
 def test_two_ddp_ranks_build_one_cache_between_them(tmp_path):
     cache = tmp_path / "cache"
-    proc = train(
+    proc = train_process(
         tmp_path / "run",
         "loss=kd",
         "trainer=ddp_cpu",
         "trainer.devices=2",
         "teacher.cache=true",
         f"teacher.cache_builder.dir={cache}",
-        timeout=600,
     )
     assert "teacher-output cache: built 5 images" in logs(proc)
     assert "3/3 [" in logs(proc)  # rank 0's progress bar: its share, images 0, 2 and 4

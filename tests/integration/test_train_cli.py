@@ -2,9 +2,6 @@
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,31 +12,12 @@ from srdistill.cli.builders import build_loss
 from srdistill.eval.efficiency import count_flops
 from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.configs import CONF_DIR, compose_config
-from tests.helpers.shared import REPO_ROOT
+from tests.helpers.training import SMOKE_RUNS, student_state, train, train_process
 
 
-def train(run_dir: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    proc = subprocess.run(
-        [sys.executable, "train.py", "experiment=smoke", f"hydra.run.dir={run_dir}", *overrides],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-def student_state(checkpoint: Path) -> dict:
-    state = torch.load(checkpoint, weights_only=True)["state_dict"]
-    return {k: v for k, v in state.items() if not k.startswith("val_metrics")}
-
-
-@pytest.mark.parametrize("loss", ["scratch", "kd", "mcad"])
-def test_smoke_run_writes_results_and_checkpoints(tmp_path, loss):
-    train(tmp_path, f"loss={loss}")
+@pytest.mark.parametrize("loss", list(SMOKE_RUNS))
+def test_smoke_run_writes_results_and_checkpoints(smoke_run, loss):
+    tmp_path, _ = smoke_run(*SMOKE_RUNS[loss])
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["steps"] == 4
     assert 5 < results["val"]["val/SampleVal/psnr_y"] < 40
@@ -108,36 +86,44 @@ def test_resume_continues_exactly(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_on_cpu_with_two_processes(tmp_path):
-    proc = train(tmp_path, "loss=mcad", "trainer=ddp_cpu", "trainer.devices=2", timeout=600)
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["steps"] == 4
-    assert "world_size=2" in proc.stdout + proc.stderr or "distributed_backend=gloo" in (
-        proc.stdout + proc.stderr
-    )
-
-
-@pytest.mark.slow
-def test_bf16_on_cpu(tmp_path):
-    train(tmp_path, "loss=mcad", "trainer.precision=bf16-mixed")
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["steps"] == 4 and results["val"]["val/SampleVal/psnr_y"] > 5
-
-
-@pytest.mark.slow
 def test_released_variant_and_wandb_offline(tmp_path):
-    train(tmp_path, "loss=mcad_released", "logger=wandb")
+    train_process(tmp_path, "loss=mcad_released", "logger=wandb")
     assert list((tmp_path / "wandb").glob("offline-run-*"))
 
 
-def sweep_jobs(experiment: str) -> list[list[str]]:
+def sweep_params(experiment: str) -> dict[str, list[str]]:
     params = compose_config("train", [f"experiment={experiment}"], hydra=True).hydra.sweeper.params
-    keys = list(params)
-    values = [str(params[k]).split(",") for k in keys]
+    return {key: str(values).split(",") for key, values in params.items()}
+
+
+def sweep_jobs(experiment: str, params: dict[str, list[str]]) -> list[list[str]]:
+    """Every job of the sweep: the product of its parameters' values."""
     return [
-        [f"experiment={experiment}", *(f"{k}={v}" for k, v in zip(keys, combo, strict=True))]
-        for combo in itertools.product(*values)
+        [f"experiment={experiment}", *(f"{k}={v}" for k, v in zip(params, combo, strict=True))]
+        for combo in itertools.product(*params.values())
     ]
+
+
+def covering_jobs(experiment: str, params: dict[str, list[str]]) -> list[list[str]]:
+    """As few jobs as hold every value of every parameter at least once (job i takes value
+    i mod n of each parameter): the fast suite's share of the sweep."""
+    count = max(len(values) for values in params.values())
+    return [
+        [f"experiment={experiment}", *(f"{k}={v[i % len(v)]}" for k, v in params.items())]
+        for i in range(count)
+    ]
+
+
+def check_sweep_job(experiment: str, overrides: list[str]) -> None:
+    cfg = compose_config("train", overrides)
+    assert cfg.tags.table == experiment  # results.json and the loggers say which table
+    loss = build_loss(cfg.loss)
+    assert "rec" in loss.terms
+    assert cfg.teacher.arch._target_ and cfg.student.arch._target_
+    if loss.needs_discriminator:
+        assert instantiate(cfg.loss.discriminator) is not None
+    if cfg.get("lora"):
+        assert instantiate(cfg.lora).apply(instantiate(cfg.student.arch))
 
 
 SWEEPS = sorted(
@@ -152,19 +138,19 @@ def test_the_paper_tables_have_sweeps():
 
 
 @pytest.mark.parametrize("experiment", SWEEPS)
+def test_every_value_of_every_sweep_parameter_composes_and_builds_its_loss(experiment):
+    params = sweep_params(experiment)
+    assert len(sweep_jobs(experiment, params)) >= 2
+    assert len({int(seed) for seed in params.get("seed", [0])}) == len(params.get("seed", [0]))
+    for overrides in covering_jobs(experiment, params):
+        check_sweep_job(experiment, overrides)
+
+
+@pytest.mark.slow  # about 200 compositions; the fast test above covers every value once
+@pytest.mark.parametrize("experiment", SWEEPS)
 def test_every_sweep_job_composes_and_builds_its_loss(experiment):
-    jobs = sweep_jobs(experiment)
-    assert len(jobs) >= 2
-    for overrides in jobs:
-        cfg = compose_config("train", overrides)
-        assert cfg.tags.table == experiment  # results.json and the loggers say which table
-        loss = build_loss(cfg.loss)
-        assert "rec" in loss.terms
-        assert cfg.teacher.arch._target_ and cfg.student.arch._target_
-        if loss.needs_discriminator:
-            assert instantiate(cfg.loss.discriminator) is not None
-        if cfg.get("lora"):
-            assert instantiate(cfg.lora).apply(instantiate(cfg.student.arch))
+    for overrides in sweep_jobs(experiment, sweep_params(experiment)):
+        check_sweep_job(experiment, overrides)
 
 
 def test_missing_data_folder_is_one_line_before_any_training(tmp_path):
@@ -198,13 +184,7 @@ def test_default_run_distils_from_the_shipped_teacher_and_prints_the_table(tmp_p
     assert f"{gain:+.4f} dB" in rows["gain of distillation"]
 
 
-def train_default(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *overrides],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def train_default(run_dir: Path, *overrides: str):
+    proc = run_script("train.py", f"hydra.run.dir={run_dir}", *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

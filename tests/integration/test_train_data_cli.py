@@ -40,7 +40,6 @@ def test_skip_mode_trains_on_the_good_images(tmp_path):
         "data.on_bad_image=skip",
         "final_table=false",
         f"hydra.run.dir={tmp_path / 'run'}",
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert all(str(p) in proc.stderr for p in bad)

@@ -1,4 +1,6 @@
-"""train.py with the ``perf:`` speed options: same run, same files, loadable by the loaders."""
+"""train.py's device paths on every device: bf16 mixed precision, channels_last with a bf16
+teacher, torch.compile and DDP each train the smoke run, write the usual files and keep what the
+default run computes. CPU always; CUDA under the ``gpu`` marker (``pytest -m gpu``)."""
 
 import json
 
@@ -10,13 +12,26 @@ from srdistill.export import deployed_student
 from srdistill.models.checkpoint import load_weights
 from tests.helpers.cli import export_last_checkpoint
 from tests.helpers.configs import compose_config
-from tests.integration.test_train_cli import student_state, train
+from tests.helpers.devices import TRAINER, on_devices
+from tests.helpers.training import SMOKE_RUNS, student_state, train, train_process
 
-FAST = ("loss=mcad", "final_table=false", "seed=5")
+MCAD = SMOKE_RUNS["mcad"]
+# inductor needs a C/C++ compiler on the CPU (slow to build); aot_eager traces the same graph
+COMPILE_BACKEND = {"cpu": "aot_eager", "cuda": "inductor"}
+DDP = {
+    "cpu": ("trainer=ddp_cpu", "trainer.devices=2"),
+    "cuda": ("trainer=ddp", "trainer.devices=2"),
+}
 
 
 def psnr(run_dir) -> float:
     return json.loads((run_dir / "results.json").read_text())["val"]["val/SampleVal/psnr_y"]
+
+
+def default_run(smoke_run, device: str):
+    """The mcad smoke run on ``device`` (on the CPU, the very run the smoke test reads)."""
+    overrides = MCAD if device == "cpu" else (*MCAD, TRAINER[device])
+    return smoke_run(*overrides)[0]
 
 
 def check_exported_student_loads(run_dir, tmp_path) -> None:
@@ -31,24 +46,46 @@ def check_exported_student_loads(run_dir, tmp_path) -> None:
         )
 
 
-def test_channels_last_with_a_bf16_teacher_trains_like_the_default(tmp_path):
-    train(tmp_path / "default", *FAST)
+@on_devices()
+def test_channels_last_with_a_bf16_teacher_trains_like_the_default(smoke_run, tmp_path, device):
+    default = default_run(smoke_run, device)
     fast = tmp_path / "fast"
-    train(fast, *FAST, "perf.channels_last=true", "perf.teacher_autocast=bf16")
-    default_state = student_state(tmp_path / "default" / "checkpoints" / "last.ckpt")
+    train(fast, *MCAD, TRAINER[device], "perf.channels_last=true", "perf.teacher_autocast=bf16")
+    default_state = student_state(default / "checkpoints" / "last.ckpt")
     fast_state = student_state(fast / "checkpoints" / "last.ckpt")
     assert fast_state.keys() == default_state.keys()
-    assert abs(psnr(fast) - psnr(tmp_path / "default")) < 0.1
+    assert abs(psnr(fast) - psnr(default)) < 0.1
     check_exported_student_loads(fast, tmp_path)
 
 
-@pytest.mark.slow
-def test_compiled_run_writes_checkpoints_without_the_compile_wrapper(tmp_path):
-    train(tmp_path / "default", *FAST)
+@on_devices(cpu_marks=pytest.mark.slow)
+def test_bf16_mixed_precision_trains(tmp_path, device):
+    # 2 steps and no closing table: bf16 convolutions are slow on a CPU
+    steps = ("trainer.max_steps=2", "final_table=false")
+    train(tmp_path, *MCAD, TRAINER[device], "trainer.precision=bf16-mixed", *steps)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 2 and results["val"]["val/SampleVal/psnr_y"] > 5
+
+
+@on_devices(cpu_marks=pytest.mark.slow)
+def test_compiled_run_writes_checkpoints_without_the_compile_wrapper(smoke_run, tmp_path, device):
+    default = default_run(smoke_run, device)
     compiled = tmp_path / "compiled"
-    train(compiled, *FAST, "perf.compile=true", "perf.compile_backend=aot_eager")
+    backend = f"perf.compile_backend={COMPILE_BACKEND[device]}"
+    train(compiled, *MCAD, TRAINER[device], "perf.compile=true", backend)
     state = student_state(compiled / "checkpoints" / "last.ckpt")
     assert not any("_orig_mod" in key for key in state)
-    assert state.keys() == student_state(tmp_path / "default" / "checkpoints" / "last.ckpt").keys()
-    assert abs(psnr(compiled) - psnr(tmp_path / "default")) < 0.05
+    assert state.keys() == student_state(default / "checkpoints" / "last.ckpt").keys()
+    assert abs(psnr(compiled) - psnr(default)) < 0.05
     check_exported_student_loads(compiled, tmp_path)
+
+
+@on_devices(cpu_marks=pytest.mark.slow, min_gpus=2)
+def test_ddp_with_two_processes(tmp_path, device):
+    # a real process: DDP starts its second rank as a copy of the command line
+    proc = train_process(tmp_path, *MCAD, *DDP[device])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 4
+    logs = proc.stdout + proc.stderr
+    backend = {"cpu": "gloo", "cuda": "nccl"}[device]
+    assert "world_size=2" in logs or f"distributed_backend={backend}" in logs

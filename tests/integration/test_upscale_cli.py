@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from PIL import Image
 from srdistill.data.images import mod_crop, read_rgb, to_tensor
 from srdistill.metrics.sr import psnr_per_image
 from tests.helpers.cli import assert_one_line_error, run_script
-from tests.helpers.shared import REPO_ROOT, requires_shared, shared_path
+from tests.helpers.shared import requires_shared, shared_path
 from tests.integration.test_crafted_checkpoints import run_checkpoint, tiny_student_state
 
 SET5 = ("data", "benchmarks", "Set5")
@@ -28,14 +26,8 @@ TINY_RECORD = {
 }
 
 
-def upscale(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "srdistill.cli.upscale", *map(str, args)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def upscale(*args: object):
+    return run_script("-m", "srdistill.cli.upscale", *args)
 
 
 def psnr_y(sr_png: Path, hr_png: Path, scale: int) -> float:
@@ -65,7 +57,6 @@ def test_upscaling_baby_gives_eval_py_psnr(tmp_path):
         "data.sets=[Set5]",
         f"out={tmp_path / 'results.json'}",
         f"hydra.run.dir={tmp_path / 'run'}",
-        timeout=300,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     expected = json.loads((tmp_path / "results.json").read_text())["Set5"]["psnr"]

@@ -125,14 +125,7 @@ CASES = [
 ]
 
 
-# mistyped options fail before torch loads (well under a second); the rest import the stack
-FAST = {"unknown-config-option", "unknown-key", "override-syntax", "eval-unknown-model"}
-
-
-@pytest.mark.parametrize(
-    "make_args,needles",
-    [pytest.param(*c[1:], id=c[0], marks=() if c[0] in FAST else pytest.mark.slow) for c in CASES],
-)
+@pytest.mark.parametrize("make_args,needles", [pytest.param(*c[1:], id=c[0]) for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, needles):
     script, *overrides = make_args(tmp_path)
     if script == "train.py" and not any(o.startswith("hydra.run.dir=") for o in overrides):
@@ -142,7 +135,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, needles):
     assert_one_line_error(proc, *needles)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the GPU recipe is valid")
 def test_gpu_recipe_without_a_gpu_says_to_add_trainer_cpu(tmp_path):
     proc = run_script(

@@ -12,30 +12,33 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.helpers.shared import REPO_ROOT
+from tests.helpers.training import train_process
 from tests.helpers.wandb_offline import read_offline_run
-from tests.integration.test_train_cli import train
 
 pytestmark = pytest.mark.slow  # one smoke run with W&B (about 20 s on a laptop CPU)
 
 CAPTION = "LR | bicubic | teacher | student | HR"
 
 
-@pytest.fixture(scope="module")
-def wandb_run(tmp_path_factory):
-    """One smoke run (kd, x2, 4 steps, shares every 2 steps, student artifact on), offline."""
-    run_dir = tmp_path_factory.mktemp("wandb_run")
-    home = tmp_path_factory.mktemp("wandb_home")
+def build_wandb_run(root) -> None:
+    run_dir, home = root / "run", root / "wandb_home"
     with pytest.MonkeyPatch.context() as env:
         env.setenv("WANDB_MODE", "offline")
         for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
             env.setenv(name, str(home / name.lower()))  # artifact staging stays out of ~
-        train(
+        train_process(
             run_dir,
             "loss=kd",
             "logger=wandb",
             "module.grad_share_every=2",
             "wandb.student_artifact=true",
         )
+
+
+@pytest.fixture(scope="session")
+def wandb_run(built_once):
+    """One smoke run (kd, x2, 4 steps, shares every 2 steps, student artifact on), offline."""
+    run_dir = built_once("wandb_run", build_wandb_run) / "run"
     results = json.loads((run_dir / "results.json").read_text())
     return run_dir, results, read_offline_run(run_dir)
 

@@ -1,15 +1,11 @@
 """Zoo and spandrel teachers through the real entry points (local files only, never a download)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.helpers.cli import assert_one_line_error
-from tests.helpers.shared import REPO_ROOT
+from tests.helpers.cli import assert_one_line_error, run_script
 
 spandrel = pytest.importorskip("spandrel")
 
@@ -27,17 +23,10 @@ def compact_x2(tmp_path_factory):
     return path
 
 
-def offline_run(script: str, tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+def offline_run(script: str, tmp_path, *overrides: str):
     # an empty hub cache of the test's own, so nothing a user fetched is found
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, script, *overrides],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "WANDB_MODE": "offline"}
+    return run_script(script, *overrides, env=env)
 
 
 @pytest.mark.slow

@@ -4,6 +4,8 @@ DSCLoRA Tab. 3 (SPAN-Tiny and DSCF, x4), the classic bicubic table, MCAD-KD Tab.
 and FLOPs), and the MATLAB-made LR files. Needs the shared folder (SRDISTILL_SHARED).
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -65,20 +67,26 @@ def test_released_span_checkpoints_load_strictly(file, factory):
     assert count_parameters(model) == (150_688 if factory is span_ch28 else 130_828)
 
 
-_cache: dict = {}
+@pytest.fixture(scope="session")
+def span_results(built_once):
+    """``span_results(file, sets)``: the released SPAN-Tiny layout's scores, measured once per
+    test run (Urban100 takes about a minute) and shared by every xdist worker."""
 
-
-def span_results(file: str, sets: tuple[str, ...]) -> dict:
-    key = (file, sets)
-    if key not in _cache:
+    def measure(folder, file: str, sets: tuple[str, ...]) -> None:
         model = load_weights(span_ch26(4), WEIGHTS / file)
-        _cache[key] = evaluate_benchmarks(model, BENCH, list(sets), 4)
-    return _cache[key]
+        scores = evaluate_benchmarks(model, BENCH, list(sets), 4)
+        (folder / "scores.json").write_text(json.dumps(scores))
+
+    def scores(file: str, sets: tuple[str, ...]) -> dict:
+        folder = built_once(f"{file}-{'-'.join(sets)}", lambda f: measure(f, file, sets))
+        return json.loads((folder / "scores.json").read_text())
+
+    return scores
 
 
 @requires_shared("weights", "dscf_ch26_x4.pth")
 @pytest.mark.parametrize("file", list(PAPER))
-def test_span_tiny_and_dscf_match_paper_on_set5_set14(file):
+def test_span_tiny_and_dscf_match_paper_on_set5_set14(span_results, file):
     results = span_results(file, ("Set5", "Set14"))
     for name in ("Set5", "Set14"):
         assert abs(results[name]["psnr"] - PAPER[file][name]) <= 0.03, (name, results[name])
@@ -87,14 +95,14 @@ def test_span_tiny_and_dscf_match_paper_on_set5_set14(file):
 @pytest.mark.slow
 @requires_shared("data", "benchmarks", "Urban100")
 @pytest.mark.parametrize("file", list(PAPER))
-def test_span_tiny_and_dscf_match_paper_on_urban100(file):
+def test_span_tiny_and_dscf_match_paper_on_urban100(span_results, file):
     result = span_results(file, ("Urban100",))["Urban100"]
     assert abs(result["psnr"] - PAPER[file]["Urban100"]) <= 0.03, result
 
 
 @pytest.mark.slow
 @requires_shared("data", "benchmarks", "Urban100")
-def test_dscf_beats_span_tiny_on_every_set():
+def test_dscf_beats_span_tiny_on_every_set(span_results):
     for sets in (("Set5", "Set14"), ("Urban100",)):
         tiny, dscf = (
             span_results("span_tiny_ch26_x4.pth", sets),

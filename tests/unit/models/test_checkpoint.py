@@ -11,7 +11,12 @@ from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.backbones.rcan import RCAN
 from srdistill.models.backbones.span import SPAN
 from srdistill.models.backbones.swinir import SwinIR
-from srdistill.models.checkpoint import CheckpointError, load_weights, read_state_dict
+from srdistill.models.checkpoint import (
+    CheckpointError,
+    load_weights,
+    network_weights_from_run,
+    read_state_dict,
+)
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN
 
 
@@ -174,3 +179,17 @@ def test_training_form_span_checkpoint_with_eval_conv_copies(tmp_path):
         SPAN(scale=4, feature_channels=6, reparameterized=False), tmp_path / "train_form.pth"
     )
     assert same_outputs(source, target)
+
+
+def test_student_weights_come_from_a_run_checkpoint(tmp_path):
+    state = {
+        "student.w": torch.ones(1),
+        "student_ema.module.w": torch.zeros(1),
+        "discriminator.x": torch.ones(2),
+    }
+    torch.save({"state_dict": state}, tmp_path / "run.ckpt")
+    assert network_weights_from_run(tmp_path / "run.ckpt")["w"].item() == 0.0
+    assert network_weights_from_run(tmp_path / "run.ckpt", use_ema=False)["w"].item() == 1.0
+    torch.save({"params": {}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a srdistill training checkpoint"):
+        network_weights_from_run(tmp_path / "other.pth")

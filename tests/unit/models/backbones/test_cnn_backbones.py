@@ -41,7 +41,9 @@ PUBLISHED_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("factory, scale", list(PUBLISHED_COUNTS), ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "factory, scale", list(PUBLISHED_COUNTS), ids=lambda v: getattr(v, "__name__", str(v))
+)
 def test_parameter_counts_match_releases(factory, scale):
     assert count_parameters(factory(scale)) == PUBLISHED_COUNTS[(factory, scale)]
 

@@ -1,0 +1,39 @@
+"""Expensive test inputs (a trained run) built once per test session, even under pytest-xdist.
+
+Each xdist worker is a process of its own, so a session fixture would train its run once per
+worker. ``build_once`` builds into a folder that every worker of one pytest run sees, under a file
+lock: the first worker builds, the others wait and read the same folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+
+def session_root(basetemp: Path) -> Path:
+    """The folder shared by every worker of this pytest run (new for each run)."""
+    # under xdist each worker's basetemp is <run folder>/popen-gwN; without it, the run folder
+    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+
+
+def build_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
+    """``build(folder)`` unless this run built ``name`` already; the built folder (its name
+    keeps no character that a Hydra override would read, such as `=`)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
+    folder = root / "built_once" / f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        done = folder / ".complete"
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left by a build that failed
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
