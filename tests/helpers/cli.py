@@ -73,6 +73,8 @@ def _run_main(script: str, argv: list[str]) -> int:
     module = argv[0] if script == "-m" else None
     argv = argv[1:] if module else argv
     sys.argv = [module or str(REPO_ROOT / script), *argv]
+    # `python -m` finds the module not yet imported; runpy warns on stderr when it is
+    imported = sys.modules.pop(module, None) if module else None
     try:
         if module:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -83,6 +85,9 @@ def _run_main(script: str, argv: list[str]) -> int:
     except Exception:  # noqa: BLE001 - reported the way the interpreter reports it
         traceback.print_exc()
         return 1
+    finally:
+        if imported is not None:
+            sys.modules[module] = imported
     return 0
 
 
