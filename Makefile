@@ -14,20 +14,22 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # the fast suite (what contributors run); `make test-all` adds the slow reference checks.
-# WORKERS: pytest-xdist processes (auto: one per core, each with its share of the threads);
-# PYTEST_ARGS: anything more for pytest, e.g. --durations=15. Budgets: docs/CONTRIBUTING.md
-WORKERS ?= auto
+# PYTEST_WORKERS: pytest-xdist processes (auto: one per core, each with its share of the
+# threads; 0: one process); PYTEST_ARGS: more for pytest, e.g. --durations=15. Budgets and how
+# to stay inside them: docs/CONTRIBUTING.md
+PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
-PYTEST := $(PY) -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: install
 	$(PYTEST) -m "not slow"
 
+# the CUDA variants are left to test-gpu, which runs them one at a time on the GPU(s)
 test-slow: install
-	$(PYTEST) -m slow
+	$(PYTEST) -m "slow and not gpu"
 
 test-all: install
-	$(PYTEST)
+	$(PYTEST) -m "not gpu"
 
 # the GPU variants of the device tests (bf16, channels_last, compile, DDP); needs CUDA
 test-gpu: install

@@ -25,6 +25,8 @@ def pytest_configure(config):
     controller sets the thread counts before it starts the workers, so that torch and numpy's
     BLAS read them when they load, and so do the processes the tests start."""
     workers = getattr(config.option, "numprocesses", None)
+    if workers and getattr(config.option, "maxprocesses", None):
+        workers = min(int(workers), int(config.option.maxprocesses))
     if workers and not os.environ.get("PYTEST_XDIST_WORKER"):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         for variable in THREAD_VARIABLES:
@@ -37,9 +39,12 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _seed_and_isolate(monkeypatch, tmp_path_factory):
+    import random
+
     import numpy as np
     import torch
 
+    random.seed(0)
     torch.manual_seed(0)
     np.random.seed(0)
     # Never write into the user's cache from tests.

@@ -8,8 +8,11 @@ process (a signal, the code a shell sees, DDP's worker processes, the interprete
 needs ``run_process``; those tests live in the slow suite.
 
 An in-process run sees what a fresh interpreter would (CPython's default warning filters, warnings
-printed on stderr) and leaves the test process as it found it: environment, working folder,
-logging handlers, torch's global switches and Hydra's singletons are restored afterwards.
+and log lines printed on its stdout/stderr, no hub folder set, no Hydra state) and leaves the test
+process as it found it: environment, working folder, loggers, torch's global switches (determinism,
+threads, matmul precision, default dtype, cuDNN benchmark, hub folder, compiled graphs) and
+Hydra's singletons are restored afterwards. What it cannot show is what only a fresh interpreter
+prints once (import-time warnings): a slow test runs the user-error cases in real processes too.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def run_script(script: str, *args: object, env: Mapping[str, str] | None = None)
     """Run ``script`` (a path from the repository root, or ``-m module``) in this process."""
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
-    with _isolated_run(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with _interpreter_warnings():
-            code = _run_main(script, argv)
+    with _isolated_run(env), _logging_to(out, err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with _interpreter_warnings():
+                code = _run_main(script, argv)
     return CliResult([script, *argv], code, out.getvalue(), err.getvalue())
 
 
@@ -125,22 +129,67 @@ def _interpreter_warnings() -> Iterator[None]:
         yield
 
 
+def _loggers() -> list[logging.Logger]:
+    manager = logging.Logger.manager
+    named = [lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    return [logging.getLogger(), *named]
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    handlers = {h for lg in _loggers() for h in lg.handlers}
+    return [h for h in handlers if type(h) is logging.StreamHandler]
+
+
+@contextlib.contextmanager
+def _logging_to(out: io.StringIO, err: io.StringIO) -> Iterator[None]:
+    """Log lines reach the run's captured stdout/stderr, as they reach a process's streams.
+
+    A library that attaches a handler when imported (Lightning does) holds the stream of that
+    moment: the test process's own. During the run such handlers write to the capture; after
+    it, handlers made during the run write to the streams of the test process again."""
+    streams = {id(sys.stdout): out, id(sys.stderr): err}
+    outer = {id(out): sys.stdout, id(err): sys.stderr}
+    saved = {lg: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in _loggers()}
+    moved = [(h, h.stream) for h in _stream_handlers() if id(h.stream) in streams]
+    files = [h for lg in saved for h in lg.handlers if isinstance(h, logging.FileHandler)]
+    for handler, stream in moved:
+        handler.setStream(streams[id(stream)])
+    try:
+        yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
+        for handler in _stream_handlers():
+            if id(handler.stream) in outer:
+                handler.setStream(outer[id(handler.stream)])
+        for logger, (handlers, level, propagate, disabled) in saved.items():
+            _restore_handlers(logger, handlers, level)
+            logger.propagate, logger.disabled = propagate, disabled
+        for handler in files:  # Hydra's logging set-up closes every handler (pytest's log file)
+            if handler.stream is None:
+                handler.stream = open(handler.baseFilename, "a", encoding=handler.encoding)  # noqa: SIM115
+
+
 @contextlib.contextmanager
 def _isolated_run(env: Mapping[str, str] | None) -> Iterator[None]:
     """Undo what an entry point changes in the process it runs in."""
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv[:]
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
     saved_torch = (
         torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.get_num_threads(),
         torch.get_float32_matmul_precision(),
         torch.get_default_dtype(),
+        torch.backends.cudnn.benchmark,
+        torch.hub._hub_dir,
     )
-    # a user's shell has no HYDRA_FULL_ERROR; the entry point sets it for itself
+    # a user's shell has no HYDRA_FULL_ERROR (the entry point sets it for itself), and a fresh
+    # process no hub folder set by code (torch.hub then reads TORCH_HOME), no Hydra state
     os.environ.pop("HYDRA_FULL_ERROR", None)
     os.environ.update(env or {})
     os.chdir(REPO_ROOT)
+    torch.hub._hub_dir = None
+    _reset_hydra()
     try:
         yield
     finally:
@@ -148,13 +197,19 @@ def _isolated_run(env: Mapping[str, str] | None) -> Iterator[None]:
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
         sys.argv = saved_argv
-        _restore_handlers(root, saved_handlers, saved_level)
-        deterministic, threads, matmul, dtype = saved_torch
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
-        torch.set_float32_matmul_precision(matmul)
-        torch.set_default_dtype(dtype)
+        _restore_torch(*saved_torch)
         _reset_hydra()
+
+
+def _restore_torch(deterministic, warn_only, threads, matmul, dtype, benchmark, hub_dir) -> None:
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(matmul)
+    torch.set_default_dtype(dtype)
+    torch.backends.cudnn.benchmark = benchmark
+    torch.hub._hub_dir = hub_dir
+    if "torch._dynamo" in sys.modules:  # a later run compiles afresh, as a new process does
+        torch._dynamo.reset()
 
 
 def _restore_handlers(root: logging.Logger, handlers: list, level: int) -> None:

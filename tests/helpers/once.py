@@ -30,10 +30,18 @@ def build_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
     folder = root / "built_once" / f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{folder}.lock"):
-        done = folder / ".complete"
+        done, failed = folder / ".complete", Path(f"{folder}.failed")
+        if failed.exists():  # every test that needs it fails at once, not after a rebuild each
+            raise RuntimeError(
+                f"building {name!r} failed earlier in this run: {failed.read_text()}"
+            )
         if not done.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # left by a build that failed
+            shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            build(folder)
+            try:
+                build(folder)
+            except BaseException as err:
+                failed.write_text(str(err)[-3000:] or type(err).__name__)
+                raise
             done.touch()
     return folder

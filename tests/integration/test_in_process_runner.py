@@ -5,8 +5,6 @@ import logging
 import os
 import warnings
 
-import pytest
-
 from tests.helpers.cli import assert_one_line_error, run_process, run_script
 
 # a mistyped option: train.py reports it before importing torch, so a real process is cheap
@@ -23,25 +21,40 @@ def test_a_mistyped_option_reads_the_same_in_process_and_in_a_process():
     assert_one_line_error(here, "loss/foo")
 
 
-@pytest.mark.slow  # the process imports torch and Lightning
-def test_a_job_error_reads_the_same_in_process_and_in_a_process(tmp_path):
-    args = ("train.py", "experiment=smoke", "scale=0", f"hydra.run.dir={tmp_path}")
-    here, there = run_script(*args), run_process(*args)
-    assert (here.returncode, here.stderr) == (there.returncode, there.stderr)
-    assert_one_line_error(here, "scale=0")
+def loggers_state() -> dict:
+    named = logging.Logger.manager.loggerDict.values()
+    loggers = [logging.getLogger(), *(lg for lg in named if isinstance(lg, logging.Logger))]
+    return {
+        lg.name: (lg.handlers[:], [getattr(h, "stream", None) for h in lg.handlers], lg.level)
+        for lg in loggers
+    }
 
 
 def test_environment_folder_logging_and_warnings_are_restored(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    handlers = logging.getLogger().handlers[:]
-    filters = warnings.filters[:]
-    proc = run_script("eval.py", "scale=0")
+    before, filters = loggers_state(), warnings.filters[:]
+    proc = run_script("eval.py", "scale=0", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_line_error(proc, "scale=0")
     assert os.getcwd() == str(tmp_path)
     assert "HYDRA_FULL_ERROR" not in os.environ  # the entry point sets it for itself
-    assert logging.getLogger().handlers == handlers
+    after = loggers_state()
+    assert {name: after[name] for name in before} == before
     assert warnings.filters == filters
+
+
+def test_lightning_log_lines_reach_the_runs_stderr(tmp_path):
+    # Lightning's handler holds the stream of the moment it was imported (the test process's):
+    # a real process prints these lines on its stderr, and so must the run
+    proc = run_script(
+        "train.py",
+        "experiment=smoke",
+        "trainer.max_steps=1",
+        "final_table=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "`Trainer.fit` stopped: `max_steps=1` reached." in proc.stderr
 
 
 def test_an_escaping_exception_is_a_traceback_and_exit_code_1(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from srdistill.models.backbones.edsr import EDSR
-from tests.helpers.cli import assert_one_line_error, run_script
+from tests.helpers.cli import assert_one_line_error, run_process, run_script
 
 
 def _a_file(tmp: Path) -> Path:
@@ -127,12 +127,33 @@ CASES = [
 
 @pytest.mark.parametrize("make_args,needles", [pytest.param(*c[1:], id=c[0]) for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, needles):
+    proc = run_script(*case_args(make_args, tmp_path))
+    assert "Traceback" not in proc.stderr
+    assert_one_line_error(proc, *needles)
+
+
+def case_args(make_args, tmp_path: Path) -> list[str]:
     script, *overrides = make_args(tmp_path)
     if script == "train.py" and not any(o.startswith("hydra.run.dir=") for o in overrides):
         overrides.append(f"hydra.run.dir={tmp_path / 'run'}")
-    proc = run_script(script, *overrides)
-    assert "Traceback" not in proc.stderr
-    assert_one_line_error(proc, *needles)
+    return [script, *overrides]
+
+
+# cases whose check runs after torch, Lightning and the models have loaded (train, train with
+# LoRA, eval): what only a fresh interpreter prints (import-time warnings) would show here
+IN_A_PROCESS = {"mcad-batch-one", "lora-rank-above-layer", "eval-non-finite-weights"}
+
+
+@pytest.mark.slow  # each case starts Python, torch and Lightning
+@pytest.mark.parametrize(
+    "make_args", [pytest.param(c[1], id=c[0]) for c in CASES if c[0] in IN_A_PROCESS]
+)
+def test_a_real_process_prints_the_same_line(tmp_path, make_args):
+    (tmp_path / "here").mkdir(), (tmp_path / "there").mkdir()
+    here = run_script(*case_args(make_args, tmp_path / "here"))
+    there = run_process(*case_args(make_args, tmp_path / "there"))
+    assert there.returncode == here.returncode == 2
+    assert there.stderr.replace(str(tmp_path / "there"), str(tmp_path / "here")) == here.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the GPU recipe is valid")

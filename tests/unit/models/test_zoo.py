@@ -39,12 +39,11 @@ def tiny_entry(**fields) -> zoo.ZooEntry:
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """torch's hub cache in a temporary folder, and a registry holding the test's entries."""
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
+    # set and restored as torch keeps it: unset, torch.hub reads TORCH_HOME at each call
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     entries = {}
     monkeypatch.setattr(zoo, "load_registry", lambda text=None: entries)
     yield entries
-    torch.hub.set_dir(previous)
 
 
 def fail_download(url, dst, progress=True):
@@ -207,17 +206,13 @@ def test_shared_span_files_match_their_entries_and_load_strictly(name):
 
 @requires_shared("data", "benchmarks", "Set5")
 @requires_shared("weights", "span_ch28_x4.pth")
-def test_zoo_teacher_from_the_hub_cache_scores_its_set5_psnr(tmp_path):
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path))
-    try:
-        item = zoo.load_registry()["span_ch28_x4"]
-        (tmp_path / "checkpoints").mkdir()
-        shutil.copy(shared_path("weights", "span_ch28_x4.pth"), zoo.hub_file(item))
-        cfg = compose_config("train", ["teacher=zoo/span_ch28_x4", "backbone=span", "scale=4"])
-        teacher, identity = build_teacher(cfg, needed=True)
-    finally:
-        torch.hub.set_dir(previous)
+def test_zoo_teacher_from_the_hub_cache_scores_its_set5_psnr(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    item = zoo.load_registry()["span_ch28_x4"]
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(shared_path("weights", "span_ch28_x4.pth"), zoo.hub_file(item))
+    cfg = compose_config("train", ["teacher=zoo/span_ch28_x4", "backbone=span", "scale=4"])
+    teacher, identity = build_teacher(cfg, needed=True)
     assert identity["sha256"] == item.sha256 and identity["zoo"] == "span_ch28_x4"
     set5 = evaluate_benchmarks(teacher, shared_path("data", "benchmarks"), ["Set5"], 4)["Set5"]
     assert abs(set5["psnr"] - item.set5_psnr) <= 0.05
