@@ -3,7 +3,6 @@ property tested belongs to a process (DDP workers, W&B's service, signals)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -48,12 +47,3 @@ def student_state(checkpoint: Path) -> dict:
     """The trained tensors of a run checkpoint, without the validation metrics' state."""
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     return {k: v for k, v in state.items() if not k.startswith("val_metrics")}
-
-
-def results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
-
-
-def metrics_header(run_dir: Path) -> str:
-    """The first line of the run's CSV log: the names of everything logged."""
-    return next((run_dir / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
