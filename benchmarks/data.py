@@ -4,8 +4,9 @@ Random aligned patches (as in training: batch 16, LR patch 48, x4, flips) from a
 drawn by ``SRDataModule.train_dataloader`` (StatefulDataLoader, resumable sampler, persistent
 workers) with 1 and 2 loader workers, for each way of reading the images:
 
-- ``png``: every patch decodes its whole HR PNG and reads its LR from the PNG LR cache
-  (``lr_cache_dir``), the path of folder datasets without ``decoded_cache``;
+- ``png``: every patch decodes its whole HR PNG and reads its LR from the LR cache
+  (``lr_cache_dir``; uint8 ``.npy`` entries), the path of folder datasets without
+  ``decoded_cache``;
 - ``npy``: ``decoded_cache=true``, HR and LR as uint8 ``.npy`` files read memory-mapped;
 - ``memory``: ``keep_in_memory=true``, decoded pairs kept per worker (small sets only);
 - ``npy_teacher``: ``npy`` plus the teacher-output cache (float16 ``.npy``, memory-mapped): each
@@ -23,7 +24,6 @@ python benchmarks/data.py --root $S/data/benchmarks/Urban100/HR --images 20 --re
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -36,6 +36,7 @@ from srdistill.data import teacher_cache
 from srdistill.data.datamodule import SRDataModule
 from srdistill.data.images import list_images
 from srdistill.data.paired import PairedImageDataset
+from srdistill.outputs import write_json
 from srdistill.report.cli import OneLineErrorParser
 
 MODES = {
@@ -73,7 +74,7 @@ def stand_in_teacher_outputs(dataset: PairedImageDataset, root: Path):
     """A float16 teacher-output cache of nearest-neighbour upscales (found when already built)."""
     key = teacher_cache.cache_key(dataset, {"stand_in": "nearest"}, dataset.scale, "float16", {})
     directory = teacher_cache.cache_dir(root, key)
-    found = teacher_cache.TeacherOutputs.open(directory, key)
+    found = teacher_cache.TeacherOutputs.open(directory, key, dataset)
     if found is not None:
         return found
 
@@ -81,7 +82,8 @@ def stand_in_teacher_outputs(dataset: PairedImageDataset, root: Path):
         return F.interpolate(lq, scale_factor=dataset.scale, mode="nearest")
 
     indices = range(len(dataset.hr_files))
-    teacher_cache.build_entries(dataset, upscale, directory, "float16", indices, batch_size=1)
+    teacher_cache.prepare(directory, key)
+    teacher_cache.build_entries(dataset, upscale, directory, key, indices, batch_size=1)
     return teacher_cache.finish(dataset, directory, key)
 
 
@@ -173,7 +175,7 @@ def main() -> None:
             f"{row['samples_per_s_per_worker']:>12.1f}"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result, "--json")
 
 
 if __name__ == "__main__":

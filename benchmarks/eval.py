@@ -20,6 +20,7 @@ import resource
 import time
 from pathlib import Path
 
+from srdistill.outputs import write_json
 from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -152,7 +153,7 @@ def main() -> None:
         "settings": rows,
     }
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result, "--json")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from srdistill.data.paired import PairedImageDataset, random_crop_origin
 from srdistill.data.samples import TRAIN_SET, materialize_samples
 from srdistill.eval.tiling import tiled_forward
 from srdistill.models.checkpoint import load_weights
+from srdistill.outputs import write_json
 from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -120,7 +121,7 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        write_json(args.json, result, "--json")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ python benchmarks/train_step.py --json outputs/bench/train_step.json
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import platform
 import statistics
@@ -47,6 +46,7 @@ from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.context import StepContext
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.module import DistillationModule
+from srdistill.outputs import write_json
 from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -474,8 +474,7 @@ def main(argv=None) -> dict:
     result = summarise(times, models, max_diff, args)
     print_report(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result, "--json")
         print(f"wrote {args.json}")
     return result
 

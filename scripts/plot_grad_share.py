@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from srdistill.outputs import write_atomic
+
 
 class PlotError(ValueError):
     """A run or option the plot cannot use; the message is one line naming it."""
@@ -66,8 +68,7 @@ def plot(runs: list[tuple[Path, str]], term: str, out: Path) -> Path:
     top.legend()
     top.set_title(f"gradient share of '{term}' on the student")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    write_atomic(out, lambda f: fig.savefig(f, format="png", dpi=120), "--out")
     plt.close(fig)
     return out
 

@@ -3,8 +3,11 @@
 python scripts/run_notebooks.py [NOTEBOOK ...] [--out outputs/notebooks/executed] [--timeout 600]
 
 Each notebook runs in a fresh ``python3`` kernel of this interpreter, in the notebooks folder;
-the executed copies (with their outputs and figures) are written to --out. A failing cell stops
-that notebook with its error and makes the exit code 1.
+the executed copies (with their outputs and figures) are written to --out. A failing cell (an
+error, a cell over --timeout seconds, a dead kernel) stops that notebook, never the later ones;
+the failed notebooks are listed at the end, one line each, and the exit code is 1. A notebook
+that cannot be read or an --out that cannot be written is one line and exit code 2, before any
+notebook runs.
 """
 
 from __future__ import annotations
@@ -17,25 +20,76 @@ from pathlib import Path
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def execute(path: Path, out_dir: Path, timeout: int) -> Path:
-    """Run ``path`` in a fresh kernel; write the executed copy to ``out_dir`` (also on failure)."""
+def one_line(text) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def read_notebooks(paths: list[Path]) -> list:
+    """Every notebook parsed, before any runs; a ValueError naming the first unreadable one."""
+    import nbformat
+
+    notebooks = []
+    for path in paths:
+        try:
+            notebooks.append(nbformat.read(path, as_version=4))
+        except Exception as err:  # noqa: BLE001 - nbformat's errors for a file that is not JSON
+            # (NotJSONError) or JSON that is no notebook (jsonschema, KeyError, AttributeError)
+            reason = one_line(err)[:200] or type(err).__name__
+            raise ValueError(f"{path}: not a readable notebook ({reason})") from err
+    return notebooks
+
+
+def execute(notebook, path: Path, out_dir: Path, timeout: int) -> Path:
+    """Run ``notebook`` (read from ``path``) in a fresh kernel; write the executed copy to
+    ``out_dir`` (also on failure)."""
     import nbformat
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(path, as_version=4)
+    from srdistill.outputs import write_text
+
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / path.name
     try:
         client.execute()
     finally:
-        nbformat.write(notebook, target)
+        write_text(target, nbformat.writes(notebook), "--out")
     return target
+
+
+def failure_reason(err: Exception, timeout: int) -> str:
+    """What stopped a notebook, in one line."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    if isinstance(err, CellTimeoutError):
+        return f"a cell ran longer than --timeout {timeout} s"
+    if isinstance(err, CellExecutionError):
+        return f"a cell raised {err.ename}: {one_line(err.evalue)}"
+    if isinstance(err, DeadKernelError):
+        return f"the kernel died ({one_line(err)})"
+    return f"{type(err).__name__}: {one_line(err)}"
+
+
+def run_all(paths: list[Path], notebooks: list, out_dir: Path, timeout: int) -> list[str]:
+    """Run every notebook; the failed ones as ``name: reason`` lines."""
+    from nbclient.exceptions import CellExecutionError
+
+    failures = []
+    for path, notebook in zip(paths, notebooks, strict=True):
+        start = time.perf_counter()
+        try:
+            target = execute(notebook, path.resolve(), out_dir, timeout)
+        except Exception as err:  # noqa: BLE001 - one notebook's failure must not stop the rest
+            details = f"\n{err}" if isinstance(err, CellExecutionError) else ""
+            print(f"{path.name}: FAILED{details}", file=sys.stderr)
+            failures.append(f"{path}: {failure_reason(err, timeout)}")
+            continue
+        print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s -> {target}")
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,19 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no notebook {', '.join(missing)}", file=sys.stderr)
         return 2
-    from nbclient.exceptions import CellExecutionError
+    from srdistill.outputs import ensure_writable_dir
 
-    failed = 0
-    for path in paths:
-        start = time.perf_counter()
-        try:
-            target = execute(path.resolve(), args.out, args.timeout)
-        except CellExecutionError as err:
-            failed += 1
-            print(f"{path.name}: FAILED\n{err}", file=sys.stderr)
-            continue
-        print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s -> {target}")
-    return 1 if failed else 0
+    try:
+        notebooks = read_notebooks(paths)
+        ensure_writable_dir(args.out, "--out")
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failures = run_all(paths, notebooks, args.out, args.timeout)
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ real photo before export reports success.
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ TOLERANCE = 1e-3
 VERIFY_PHOTO, VERIFY_CROP = "chelsea", (96, 120)  # HR rows, columns: multiples of 2, 3, 4, 8
 NOT_A_RUN = "export takes the last.ckpt / best-*.ckpt of a train.py run"
 AVERAGE_WEIGHT = number(0.0, 1.0)
+Verify = Callable[[Path], None]
 
 
 def rebuild_student(
@@ -138,6 +140,16 @@ def _is_tensor_table(value: object) -> bool:
     )
 
 
+def check_tolerance(value) -> float:
+    """``tolerance=`` as a finite, non-negative number, or a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(
+            f"tolerance={value!r}: give the largest accepted difference from the PyTorch network "
+            f"as a number >= 0 (default {TOLERANCE:g}, a quarter of an 8-bit step)"
+        )
+    return float(value)
+
+
 def export_format(fmt: str) -> str:
     """The canonical name of an export format (``slim`` is ``pth``), or a one-line error."""
     fmt = FORMAT_ALIASES.get(fmt, fmt)
@@ -147,10 +159,15 @@ def export_format(fmt: str) -> str:
 
 
 def write_state_dict(
-    model: nn.Module, out: str | Path, fmt: str = "pth", architecture: Architecture | None = None
+    model: nn.Module,
+    out: str | Path,
+    fmt: str = "pth",
+    architecture: Architecture | None = None,
+    verify: Verify | None = None,
 ) -> Path:
     """Write ``model``'s weights as a plain tensor dict (``torch.save``) or safetensors; the
-    safetensors header also names ``architecture`` (plain strings) when given."""
+    safetensors header also names ``architecture`` (plain strings) when given. ``verify`` checks
+    the complete file before it replaces ``out``."""
     fmt = export_format(fmt)
     if fmt not in ("pth", "safetensors"):
         raise ValueError(f"format must be pth or safetensors, got {fmt!r}")
@@ -159,18 +176,24 @@ def write_state_dict(
         from safetensors.torch import save
 
         metadata = to_metadata(*architecture) if architecture else None
-        return write_atomic(out, lambda f: f.write(save(state, metadata)), "out")
-    return write_atomic(out, lambda f: torch.save(state, f), "out")
+        return write_atomic(out, lambda f: f.write(save(state, metadata)), "out", verify)
+    return write_atomic(out, lambda f: torch.save(state, f), "out", verify)
 
 
 def write_export(
-    model: nn.Module, out: str | Path, fmt: str, architecture: Architecture | None = None
+    model: nn.Module,
+    out: str | Path,
+    fmt: str,
+    architecture: Architecture | None = None,
+    verify: Verify | None = None,
 ) -> Path:
-    """Write the deployed ``model`` to ``out`` in ``fmt`` (see ``EXPORT_FORMATS``)."""
+    """Write the deployed ``model`` to ``out`` in ``fmt`` (see ``EXPORT_FORMATS``); ``verify``
+    checks the complete file before it replaces ``out``: a failed check leaves ``out`` as it
+    was."""
     fmt = export_format(fmt)
     model = model.eval().cpu()
     if fmt in ("pth", "safetensors"):
-        return write_state_dict(model, out, fmt, architecture)
+        return write_state_dict(model, out, fmt, architecture, verify)
     example = torch.rand(1, 3, 24, 20)  # another size than the check image: traced sizes show
     if fmt == "torchscript":
         buffer = io.BytesIO()
@@ -178,8 +201,8 @@ def write_export(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.save(torch.jit.trace(model, example, check_trace=False), buffer)
-        return write_atomic(out, lambda f: f.write(buffer.getvalue()), "out")
-    return write_atomic(out, lambda f: f.write(_onnx_bytes(model, example)), "out")
+        return write_atomic(out, lambda f: f.write(buffer.getvalue()), "out", verify)
+    return write_atomic(out, lambda f: f.write(_onnx_bytes(model, example)), "out", verify)
 
 
 def _onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
@@ -243,11 +266,14 @@ def verify_export(
     scale: int,
     architecture: Architecture | None = None,
     tolerance: float = TOLERANCE,
+    name: str | Path | None = None,
 ) -> tuple[float, str] | None:
     """The largest absolute difference between the written file and ``model`` on a real photo,
     and that photo's description; None when its runtime is not installed (ONNX without
-    onnxruntime). Exceeding ``tolerance`` raises a one-line ``ValueError``."""
+    onnxruntime). Exceeding ``tolerance`` raises a one-line ``ValueError`` naming the file as
+    ``name`` (the destination, when ``path`` is the file before it is moved there)."""
     fmt = export_format(fmt)
+    name = name or path
     if fmt == "onnx" and not onnxruntime_available():
         return None
     lq, image = verification_input(scale)
@@ -256,13 +282,13 @@ def verify_export(
     got = run_exported(path, fmt, lq, architecture)
     if got.shape != expected.shape:
         raise ValueError(
-            f"verification failed: {fmt} file {path} gives an output of shape {got.shape} "
+            f"verification failed: {fmt} file {name} gives an output of shape {got.shape} "
             f"instead of {expected.shape} on {image}"
         )
     diff = float(np.abs(got - expected).max())
     if not diff <= tolerance:
         raise ValueError(
-            f"verification failed: {fmt} file {path} differs from the PyTorch network by {diff:.3g}"
-            f" (tolerance {tolerance:g}) on {image}; do not deploy it"
+            f"verification failed: {fmt} file {name} differs from the PyTorch network by "
+            f"{diff:.3g} (tolerance {tolerance:g}) on {image}; nothing was written"
         )
     return diff, image

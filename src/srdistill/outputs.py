@@ -9,6 +9,7 @@ previous version or the new one, never half of one.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -66,10 +67,18 @@ def _temporary_beside(path: Path):
 
 
 def write_atomic(
-    path: str | Path, write: Callable[[BinaryIO], None], option: str = "output"
+    path: str | Path,
+    write: Callable[[BinaryIO], None],
+    option: str = "output",
+    verify: Callable[[Path], None] | None = None,
 ) -> Path:
-    """``write(file)`` into a temporary file beside ``path``, flushed to disk, then renamed
-    onto ``path``; an ``OSError`` (read-only, disk full) names ``path``."""
+    """``write(file)`` into a temporary file beside ``path``, flushed to disk, checked by
+    ``verify(temporary_path)`` when given, then renamed onto ``path``.
+
+    Whatever goes wrong (an exception from ``write`` or ``verify``, a kill, a full disk) the
+    previous file at ``path`` stays as it was and the temporary file is removed; an ``OSError``
+    (read-only, disk full) names ``path``.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,10 +86,29 @@ def write_atomic(
             write(f)
             f.flush()
             os.fsync(f.fileno())
+            f.close()
+            if verify is not None:
+                verify(tmp)
             os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"{option}: cannot write {path} ({_describe(err)})") from err
     return path
+
+
+def write_text(path: str | Path, text: str, option: str = "output") -> Path:
+    """UTF-8 ``text`` written atomically (reports, tables, notes)."""
+    return write_atomic(path, lambda f: f.write(text.encode("utf-8")), option)
+
+
+def remove_stale_temporaries(path: str | Path) -> int:
+    """Delete temporary files that a killed :func:`write_atomic` left beside ``path``
+    (``.<name>.<hex>.tmp``); returns how many were removed."""
+    path = Path(path)
+    removed = 0
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def json_safe(value):

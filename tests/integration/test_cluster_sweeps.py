@@ -113,3 +113,49 @@ def test_two_job_sweep_through_submitit_locally(tmp_path):
     sweep(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], tmp_path)
     assert_two_seeded_runs(tmp_path)
     assert list((tmp_path / ".submitit").rglob("*_log.out"))
+
+
+def tiny_sweep(sweep_dir, *overrides: str):
+    """A local sweep of one-step smoke runs without validation, in this process."""
+    args = ["-m", "experiment=smoke", "trainer.max_steps=1", "+trainer.limit_val_batches=0"]
+    args += ["final_table=false"]
+    args += [f"hydra.sweep.dir={sweep_dir}", *overrides]
+    return run_script("train.py", *args, env={"WANDB_MODE": "offline"})
+
+
+def test_a_failed_job_does_not_stop_the_sweep_and_is_named_at_the_end(tmp_path):
+    # job #0 fails its checks (the image contrast of mcad needs 2 images), job #1 trains
+    proc = tiny_sweep(tmp_path, "loss=mcad,kd", "batch_size=1")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(list(tmp_path.glob("*loss=kd*/results.json"))) == 1
+    assert not list(tmp_path.glob("*loss=mcad*/results.json"))
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sweep job #0 failed (")
+    assert "loss=mcad batch_size=1" in last and "needs at least 2 images" in last
+    # the job's own line, as a single run prints it, came when the job failed
+    assert proc.stderr.count("error: batch_size=1: loss=mcad needs") == 1
+
+
+def test_a_dotdot_in_a_sweep_value_is_refused_before_any_job(tmp_path):
+    # the job folder is named by the overrides: x/../../.. would climb out of the sweep folder
+    proc = tiny_sweep(tmp_path / "sweep", "tags.method=x/../../../escaped", "seed=0,1")
+    assert_one_line_error(proc, "tags.method=x/../../../escaped", "hydra.sweep.dir")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@needs_submitit
+def test_a_failed_job_is_named_at_the_end_through_submitit(tmp_path):
+    """Each job runs in a process of its own there: its failure reaches the summary by file."""
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "train.py", "-m", "experiment=smoke", "trainer.max_steps=1"]
+    command += ["+trainer.limit_val_batches=0", "final_table=false", "loss=mcad,kd"]
+    command += ["batch_size=1", f"hydra.sweep.dir={tmp_path}", "hydra/launcher=submitit_local"]
+    command += ["hydra.launcher.timeout_min=10"]
+    proc = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(list(tmp_path.glob("*loss=kd*/results.json"))) == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sweep job #0 failed (") and "loss=mcad" in last

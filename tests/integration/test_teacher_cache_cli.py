@@ -1,11 +1,20 @@
-"""train.py with teacher.cache=true: built once, reused, never for losses that read features."""
+"""train.py with teacher.cache=true: built once, reused, never for losses that read features;
+the callback's build on a folder left by a killed build, another teacher or a crafted manifest."""
 
 import json
+import shutil
 
 import pytest
+import torch
 
+from srdistill.data import teacher_cache as tc
+from srdistill.data.paired import PairedImageDataset
+from srdistill.training.teacher_cache import TeacherOutputCache
 from tests.helpers.cli import assert_one_line_error, run_script
+from tests.helpers.images import write_png
 from tests.helpers.training import train, train_process
+from tests.unit.data.test_paired import noise
+from tests.unit.data.test_teacher_cache import TinyTeacher
 
 
 def logs(proc) -> str:
@@ -68,3 +77,76 @@ def test_two_ddp_ranks_build_one_cache_between_them(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert len(manifest["shapes"]) == 5 and len(list(folder.glob("*.npy"))) == 5
     assert not list(folder.glob("*.tmp"))
+
+
+class _Strategy:
+    def __init__(self) -> None:
+        self.barriers: list[str] = []
+
+    def barrier(self, name: str) -> None:
+        self.barriers.append(name)
+
+
+class _Trainer:
+    """The little of a one-process Trainer the cache callback reads."""
+
+    global_rank, world_size, is_global_zero = 0, 1, True
+
+    def __init__(self) -> None:
+        self.strategy = _Strategy()
+
+
+class _Module:
+    device = torch.device("cpu")
+
+    def __init__(self, teacher) -> None:
+        self.teacher, self.calls = teacher, 0
+
+    def teacher_forward(self, lq):
+        self.calls += 1
+        return (self.teacher(lq).detach(),)
+
+
+def _callback_setup(tmp_path, seed: int = 0):
+    """Three tiny training images, a random x2 teacher (``seed``), the callback and the key."""
+    root = tmp_path / "HR"
+    for i, shape in enumerate([(40, 48), (40, 48), (36, 30)]):
+        if not (root / f"{i:04d}.png").exists():
+            write_png(root / f"{i:04d}.png", noise((*shape, 3), seed=i))
+    part, module = PairedImageDataset(root, 2, 8), _Module(TinyTeacher(seed))
+    callback = TeacherOutputCache(str(tmp_path / "cache"), "float32", None, 0, 2)
+    identity = {"weights_sha256": tc.weights_sha256(module.teacher)}
+    key = tc.cache_key(part, identity, part.scale, "float32", callback.compute)
+    return callback, part, module, key
+
+
+def test_the_callback_clears_a_killed_builds_leftovers_before_any_rank_builds(tmp_path):
+    callback, part, module, key = _callback_setup(tmp_path)
+    directory = tc.cache_dir(callback.root, key)
+    directory.mkdir(parents=True)
+    leftover = directory / ".000000.npy.0123456789ab.tmp"
+    leftover.write_bytes(b"half an entry")
+    trainer = _Trainer()
+    outputs = callback._outputs(trainer, module, part, key)
+    assert len(outputs) == 3 and not leftover.exists()
+    assert trainer.strategy.barriers[0] == "teacher_cache_prepared"
+
+
+def test_the_callback_recomputes_a_cache_whose_manifest_claims_another_teacher(tmp_path):
+    callback, part, module, key = _callback_setup(tmp_path)
+    callback._outputs(_Trainer(), module, part, key)
+    _, _, other, other_key = _callback_setup(tmp_path, seed=1)
+    shutil.copytree(tc.cache_dir(callback.root, key), tc.cache_dir(callback.root, other_key))
+    callback._outputs(_Trainer(), other, part, other_key)
+    assert other.calls > 0  # computed by the other teacher, not sealed again
+
+
+def test_a_crafted_manifest_stops_the_callback_with_one_line_naming_it(tmp_path):
+    callback, part, module, key = _callback_setup(tmp_path)
+    callback._outputs(_Trainer(), module, part, key)
+    manifest = tc.cache_dir(callback.root, key) / tc.MANIFEST
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(dict(data, shapes=[[8, 8, 3]] * 3)))
+    with pytest.raises(ValueError) as err:
+        callback._outputs(_Trainer(), module, part, key)
+    assert "\n" not in str(err.value) and str(manifest) in str(err.value)

@@ -15,6 +15,7 @@ from srdistill.metrics.sr import psnr_per_image
 from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.shared import requires_shared, shared_path
 from tests.integration.test_crafted_checkpoints import run_checkpoint, tiny_student_state
+from tests.unit.data.test_images import header_only_png, with_orientation
 
 SET5 = ("data", "benchmarks", "Set5")
 SPAN_TINY = ("weights", "span_tiny_ch26_x4.pth")
@@ -126,6 +127,17 @@ def test_alpha_is_upscaled_with_bicubic_and_reattached(tmp_path):
     assert np.array_equal(pixels[..., 3], bicubic.astype(np.uint8))
 
 
+def frames(path: Path) -> Path:
+    first, *rest = (Image.new("RGB", (10, 8), color) for color in ("red", "green", "blue"))
+    first.save(path, save_all=True, append_images=rest)
+    return path
+
+
+def float_tiff(path: Path, top: float) -> Path:
+    Image.fromarray(np.linspace(0, top, 80, dtype=np.float32).reshape(8, 10), "F").save(path)
+    return path
+
+
 @pytest.mark.parametrize(
     "case,needles",
     [
@@ -134,6 +146,10 @@ def test_alpha_is_upscaled_with_bicubic_and_reattached(tmp_path):
         ("unknown model", ["--model=span_ch99", "not one of srdistill's models"]),
         ("ckpt that does not fit", ["--ckpt", "does not fit model span_ch26"]),
         ("output not writable", ["-o/--output", "cannot write"]),
+        ("decompression bomb", ["bomb.png", "10,000,000,000 pixels", "limit of 178,956,970"]),
+        ("animation", ["anim.gif", "holds 3 frames", "save the frame you want"]),
+        ("multi-page tiff", ["pages.tif", "holds 3 frames"]),
+        ("float image outside [0, 1]", ["hdr.tif", "floating-point", "on [0, 1]"]),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(tmp_path, case, needles):
@@ -148,7 +164,13 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, case, needles):
         "unknown model": [good, "--ckpt", weights, "--model", "span_ch99"],
         "ckpt that does not fit": [good, "--ckpt", weights, "--model", "span_ch26"],
         "output not writable": [good, "--ckpt", weights],
+        "decompression bomb": [good, header_only_png(tmp_path / "bomb.png", 100_000, 100_000)],
+        "animation": [good, frames(tmp_path / "anim.gif")],
+        "multi-page tiff": [good, frames(tmp_path / "pages.tif")],
+        "float image outside [0, 1]": [good, float_tiff(tmp_path / "hdr.tif", 3.5)],
     }[case]
+    if "--ckpt" not in args:
+        args += ["--ckpt", weights]
     out = tmp_path / "file" / "out" if case == "output not writable" else tmp_path / "out"
     proc = upscale(*args, "-o", out)
     assert_one_line_error(proc, *needles)
@@ -172,3 +194,61 @@ def test_export_cli_writes_and_verifies_each_format(tmp_path, fmt):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"verified {fmt}: max abs difference" in proc.stdout and out.is_file()
+
+
+def unchanged(path: Path, before: bytes) -> bool:
+    return path.read_bytes() == before
+
+
+@pytest.mark.parametrize("how", ["its own folder", "a symlink to its folder", "a hard link"])
+def test_an_output_that_is_an_input_file_is_refused_and_the_input_kept(tmp_path, how):
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_student_state(), weights)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = lr_photo(photos / "photo.png")
+    before = photo.read_bytes()
+    out = photos
+    if how == "a symlink to its folder":
+        out = tmp_path / "link"
+        out.symlink_to(photos)
+    elif how == "a hard link":
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "photo.png").hardlink_to(photo)
+    proc = upscale(photo, "-o", out, "--ckpt", weights, "--model", "edsr_tiny_student")
+    assert_one_line_error(proc, "-o/--output", f"{out / 'photo.png'}", f"input {photo}", "-o ")
+    assert unchanged(photo, before)
+
+
+def test_a_folder_search_skips_its_own_output_folder_inside_it(tmp_path):
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_student_state(), weights)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    lr_photo(photos / "p.png")
+    for _ in range(2):
+        proc = upscale(
+            photos, "-o", photos / "up", "--ckpt", weights, "--model", "edsr_tiny_student"
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "wrote 1 image(s)" in proc.stdout
+    assert sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.png")) == [
+        "p.png",
+        "up/p.png",
+    ]
+
+
+def test_a_sideways_stored_jpeg_is_upscaled_upright(tmp_path):
+    torch.save(run_checkpoint(TINY_RECORD), tmp_path / "last.ckpt")
+    stored = np.asarray(Image.open(lr_photo(tmp_path / "stored.png", size=(40, 24))))
+    phone = with_orientation(tmp_path / "phone.jpg", stored, 6)  # stored 40x24, shown 24x40
+    proc = upscale(phone, "-o", tmp_path / "out", "--ckpt", tmp_path / "last.ckpt")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = Image.open(tmp_path / "out" / "phone.png")
+    assert written.size == (48, 80)
+    # the network saw the decoded JPEG turned clockwise, as viewers show it
+    decoded = np.asarray(Image.open(phone).convert("RGB"))
+    upright = Image.fromarray(np.ascontiguousarray(np.rot90(decoded, -1)))
+    upright.save(tmp_path / "upright.png")
+    assert np.array_equal(np.asarray(written), expected_output(tmp_path / "upright.png"))

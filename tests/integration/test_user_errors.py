@@ -49,6 +49,17 @@ CASES = [
     ("unknown-config-option", lambda t: ("train.py", "loss=foo"), ["loss/foo", "mcad", "kd"]),
     ("unknown-key", lambda t: ("train.py", "trainer.max_stepz=3"), ["max_stepz", "+"]),
     ("override-syntax", lambda t: ("train.py", "optimizer.lr=abc("), ["abc("]),
+    *[
+        (f"override-{name}", lambda t, o=override: ("train.py", o), [f"override {override!r}"])
+        for name, override in [
+            ("semicolon", "a=b;c"),
+            ("backticks", "tags.method=`id`"),
+            ("command-substitution", "tags.method=$(id)"),
+            ("unbalanced-quote", "tags.method='x"),
+            ("unbalanced-bracket", "tags.method=[1,2"),
+        ]
+    ],
+    ("sweep-override-semicolon", lambda t: ("train.py", "-m", "seed=0,1;2"), ["'seed=0,1;2'"]),
     ("eval-unknown-model", lambda t: ("eval.py", "model=edsr_huge"), ["model/edsr_huge"]),
     ("train-scale-zero", lambda t: (*SMOKE, "scale=0"), ["scale=0"]),
     ("eval-scale-zero", lambda t: ("eval.py", "model=bicubic", "scale=0"), ["scale=0"]),
@@ -154,6 +165,20 @@ def test_a_real_process_prints_the_same_line(tmp_path, make_args):
     there = run_process(*case_args(make_args, tmp_path / "there"))
     assert there.returncode == here.returncode == 2
     assert there.stderr.replace(str(tmp_path / "there"), str(tmp_path / "here")) == here.stderr
+
+
+def test_a_wandb_tag_over_64_characters_is_refused_before_any_model_is_built(tmp_path):
+    long_table = "t" * 70  # the W&B tag is table=<value>: 76 characters
+    run = tmp_path / "run"
+    proc = run_script(
+        *SMOKE,
+        "logger=wandb",
+        f"tags.table={long_table}",
+        f"hydra.run.dir={run}",
+        env={"WANDB_MODE": "offline"},
+    )
+    assert_one_line_error(proc, "tags.table", "76 characters", "64")
+    assert not (run / "checkpoints").exists() and not (run / "wandb").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the GPU recipe is valid")

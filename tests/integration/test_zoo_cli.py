@@ -1,5 +1,6 @@
 """Zoo and spandrel teachers through the real entry points (local files only, never a download)."""
 
+import hashlib
 import json
 
 import pytest
@@ -73,6 +74,38 @@ def test_a_local_file_is_verified_against_its_zoo_entry(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_one_line_error(proc, str(fake), "does not match", "span_ch28_x4", "6c80f050")
+
+
+def fake_release(tmp_path) -> str:
+    """Another file in the hub cache under the released SPAN-Tiny file's name (a rename by
+    mistake, a tampered cache); returns its SHA-256."""
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    fake = checkpoints / "team39_spantiny_ch26_slim.pth"
+    torch.save({"conv_1.eval_conv.weight": torch.zeros(1)}, fake)
+    return hashlib.sha256(fake.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("script", "options", "says"),
+    [
+        ("train.py", ["teacher=zoo/span_tiny_ch26_x4", "teacher.sha256='2'"], "64 hex digits"),
+        ("train.py", ["teacher=zoo/span_tiny_ch26_x4", "teacher.sha256=12345678"], "quote it"),
+        ("train.py", ["teacher=zoo/span_tiny_ch26_x4", "teacher.sha256=OWN"], "overridden"),
+        ("eval.py", ["ckpt=zoo:span_tiny_ch26_x4", "sha256=2"], "64 hex digits"),
+        ("eval.py", ["ckpt=zoo:span_tiny_ch26_x4", "sha256=OWN"], "overridden"),
+    ],
+)
+def test_another_file_under_a_published_name_is_refused_whatever_the_pin(
+    tmp_path, script, options, says
+):
+    own = fake_release(tmp_path)
+    options = [o.replace("OWN", own) for o in options]
+    if script == "train.py":
+        options.append("backbone=span")
+    proc = offline_run(script, tmp_path, *options, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, "sha256=", says)
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_a_zoo_teacher_at_another_scale_is_one_line_before_any_download(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from srdistill.outputs import (
     OutputError,
     ensure_writable_dir,
     ensure_writable_file,
+    remove_stale_temporaries,
     write_atomic,
     write_json,
 )
@@ -28,6 +30,34 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
         write_atomic(target, half_written)
     assert target.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_the_check_sees_the_complete_new_file_and_a_refusal_keeps_the_previous(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+    seen = []
+
+    def refuse(written: Path) -> None:
+        seen.append((written.parent, written.read_bytes()))
+        raise ValueError("verification failed")
+
+    with pytest.raises(ValueError, match="verification failed"):
+        write_atomic(target, lambda f: f.write(b"new and complete"), verify=refuse)
+    assert seen == [(tmp_path, b"new and complete")]
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    write_atomic(target, lambda f: f.write(b"accepted"), verify=lambda written: None)
+    assert target.read_bytes() == b"accepted"
+
+
+def test_temporaries_a_killed_writer_left_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "entry[0].pt"
+    left = [tmp_path / ".entry[0].pt.0123abcd.tmp", tmp_path / ".entry[0].pt.ffff.tmp"]
+    kept = [target, tmp_path / ".entry[1].pt.0123abcd.tmp", tmp_path / "entry[0].pt.tmp"]
+    for path in left + kept:
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(target) == 2
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
 
 
 def test_json_is_strict_and_non_finite_numbers_become_null(tmp_path):

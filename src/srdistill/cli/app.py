@@ -24,8 +24,23 @@ def one_line(text) -> str:
     return "; ".join(line.strip().rstrip(".") for line in str(text).splitlines() if line.strip())
 
 
+def override_parse_message(err: OverrideParseException) -> str:
+    """Which override Hydra's grammar rejected and why, with how to pass such a value."""
+    skip = ("Error parsing override", "See https://", "^")
+    lines = [line.strip() for line in err.message.splitlines() if line.strip()]
+    reason = "; ".join(line for line in lines if not line.startswith(skip))
+    if reason.startswith("LexerNoViableAltException"):
+        reason = "a character the override grammar does not accept"
+    return (
+        f"cannot parse the override {err.override!r}: {reason}; quote a value holding special "
+        "characters (; $ ` ( ) [ ] { } , quotes) inside the shell's quotes: 'tags.table=\"a;b\"'"
+    )
+
+
 def composition_message(err: Exception) -> str:
     """A Hydra composition error as one line, with the valid options when Hydra knows them."""
+    if isinstance(err, OverrideParseException):
+        return override_parse_message(err)
     if isinstance(err, MissingConfigException) and err.options:
         first = str(err).strip().splitlines()[0]
         return f"{first}; available options: {', '.join(err.options)}"

@@ -73,8 +73,7 @@ def teacher_file(cfg: DictConfig, name: str) -> tuple[str | None, str | None, zo
     if zoo.is_reference(ckpt):
         path, digest = zoo.resolve(ckpt, pin, option)
         return str(path), digest, entry
-    digest = zoo.verify(ckpt, entry, pin, option) if entry is not None else zoo.file_sha256(ckpt)
-    return str(ckpt), digest, entry
+    return str(ckpt), zoo.verify(ckpt, entry, pin, option), entry
 
 
 def _check_zoo_fits(cfg: DictConfig, name: str, entry: zoo.ZooEntry) -> None:
@@ -162,6 +161,7 @@ def build_trainer(cfg: DictConfig, loggers: list | bool | None = None, extra_cal
     ``extra_callbacks`` run before the configured ones (the teacher-output cache)."""
     callbacks = list(extra_callbacks)
     if cfg.get("callbacks"):
-        callbacks += [instantiate(c) for c in cfg.callbacks.values()]
+        # callbacks.samples=null switches one off
+        callbacks += [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = build_loggers(cfg) if loggers is None else loggers
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -35,8 +36,8 @@ def build_model(
 ) -> nn.Module:
     """Instantiate an architecture and, when given, load its weights (set by ``option``: a file
     or ``zoo:<name>``, fetched and verified, ``sha256`` pinning an entry that publishes none)."""
-    if zoo.is_reference(ckpt):
-        ckpt = str(zoo.resolve(ckpt, sha256, option)[0])
+    if ckpt:
+        ckpt = zoo.verified_file(ckpt, sha256, option)
     model = instantiate(model_cfg)
     if isinstance(model, SpandrelModel):  # the file names its architecture: read it once
         if not ckpt:
@@ -61,8 +62,25 @@ def check_finite(model: nn.Module, what: str) -> None:
         )
 
 
+# torch re-raises an error from a data-loader worker with the worker's whole traceback as its
+# message: "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback ...\n<message>"
+WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):"
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def user_message(err: BaseException) -> str:
+    """The error's message as one line; from a worker, the original message only."""
+    text = str(err)
+    if WORKER_TRACEBACK in text:
+        lines = text.split(WORKER_TRACEBACK, 1)[1].splitlines()
+        starts = [i for i, line in enumerate(lines) if EXCEPTION_LINE.match(line)]
+        if starts:
+            text = "\n".join(lines[starts[-1] :]).split(": ", 1)[1]
+    return one_line(text) or type(err).__name__
+
+
 def _fail(err: BaseException) -> None:
-    print(f"error: {one_line(err) or type(err).__name__}", file=sys.stderr)
+    print(f"error: {user_message(err)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -112,6 +130,14 @@ def check_input_files(cfg: DictConfig, options: tuple[str, ...]) -> None:
             raise FileNotFoundError(f"{option}={value}: no such file; check the path")
 
 
+def user_error(err: BaseException) -> BaseException | None:
+    """The error to report in one line when ``err`` is the user's (a bad option or file, also
+    raised inside a config's target), else None."""
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, USER_ERRORS):
+        return err.__cause__
+    return err if isinstance(err, USER_ERRORS) else None
+
+
 def exit_on_user_error(func: Callable) -> Callable:
     """Turn a bad option or file into one line on stderr and exit code 2, not a traceback."""
 
@@ -119,11 +145,9 @@ def exit_on_user_error(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as err:
-            _fail(err)
-        except InstantiationException as err:  # a user error raised inside a config's target
-            if isinstance(err.__cause__, USER_ERRORS):
-                _fail(err.__cause__)
-            raise
+        except Exception as err:
+            if user_error(err) is None:
+                raise
+            _fail(user_error(err))
 
     return wrapper

@@ -41,10 +41,8 @@ def evaluated_network(cfg: DictConfig) -> tuple[nn.Module, str]:
         return build_model(cfg.model, cfg.ckpt, name, sha256=cfg.get("sha256")), name
     if not cfg.ckpt:
         return Bicubic(cfg.scale), "bicubic"
-    path, named = cfg.ckpt, None
-    if zoo.is_reference(path):
-        named = zoo.entry_for(path, "ckpt").model
-        path = str(zoo.resolve(path, cfg.get("sha256"), "ckpt")[0])
+    named = zoo.entry_for(cfg.ckpt, "ckpt").model if zoo.is_reference(cfg.ckpt) else None
+    path = zoo.verified_file(cfg.ckpt, cfg.get("sha256"), "ckpt")
     network, arch = network_from_file(path, named, cfg.scale, option="ckpt")
     check_finite(network, f"the network of ckpt={cfg.ckpt}")
     return network, arch[0] if arch else "network"

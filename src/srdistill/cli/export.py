@@ -4,12 +4,19 @@ format, verified against the PyTorch network before success is reported."""
 from __future__ import annotations
 
 from importlib.util import find_spec
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from srdistill.cli.common import check_finite, check_scale, exit_on_user_error, model_choice
 from srdistill.eval.efficiency import count_parameters
-from srdistill.export import export_format, verify_export, write_export
+from srdistill.export import (
+    TOLERANCE,
+    check_tolerance,
+    export_format,
+    verify_export,
+    write_export,
+)
 from srdistill.models.from_file import check_model_name, network_from_file
 from srdistill.outputs import ensure_writable_file
 
@@ -29,6 +36,7 @@ def check_options(cfg: DictConfig) -> str:
         check_scale(cfg.scale)
     if fmt == "onnx" and find_spec("onnx") is None:
         raise ValueError("format=onnx needs the onnx package: pip install onnx onnxruntime")
+    check_tolerance(cfg.get("tolerance", TOLERANCE))
     ensure_writable_file(cfg.out, "out")
     return fmt
 
@@ -39,7 +47,17 @@ def run(cfg: DictConfig) -> dict:
         cfg.ckpt, model_name(cfg), cfg.get("scale"), option="ckpt", use_ema=cfg.use_ema
     )
     check_finite(model, f"the network of ckpt={cfg.ckpt}")  # a diverged run is never shipped
-    path = write_export(model, cfg.out, fmt, arch)
+    scale = arch[1]["scale"] if arch else int(getattr(model, "scale", 4))
+    tolerance, checked = float(cfg.get("tolerance", TOLERANCE)), []
+
+    def verify(written: Path) -> None:  # before the file replaces cfg.out
+        checked.append(verify_export(model, written, fmt, scale, arch, tolerance, cfg.out))
+
+    path = write_export(model, cfg.out, fmt, arch, verify)
+    return _report(model, path, fmt, checked[0])
+
+
+def _report(model, path: Path, fmt: str, checked: tuple[float, str] | None) -> dict:
     result = {
         "out": str(path),
         "format": fmt,
@@ -47,8 +65,6 @@ def run(cfg: DictConfig) -> dict:
         "tensors": len(model.state_dict()),
     }
     print(f"wrote {path}: {result['params']:,} parameters in {result['tensors']} tensors")
-    scale = arch[1]["scale"] if arch else int(getattr(model, "scale", 4))
-    checked = verify_export(model, path, fmt, scale, arch, cfg.get("tolerance", 1e-3))
     if checked is None:
         print("onnxruntime not installed: ONNX file not verified")
     else:

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from srdistill.cli import sweep
 from srdistill.cli.builders import (
     build_loggers,
     build_loss,
@@ -209,6 +210,17 @@ TRAIN_FLAGS = (
 )
 
 
+WANDB_LOGGER = "srdistill.training.wandb_run.training_wandb_logger"
+
+
+def check_wandb_tags(cfg: DictConfig) -> None:
+    """With logger=wandb, the run's W&B tags fit W&B's limits (it checks them only once the
+    models are built)."""
+    for logger in cfg.get("logger") or []:
+        if logger.get("_target_") == WANDB_LOGGER:
+            wandb_run.check_run_tags(logger.run_tags, logger.get("lora"))
+
+
 def preflight(cfg: DictConfig) -> list[DictConfig]:
     """Every option, file and output place checked before any data is read or model built;
     returns the training stages."""
@@ -217,6 +229,7 @@ def preflight(cfg: DictConfig) -> list[DictConfig]:
     check_flags(cfg, TRAIN_FLAGS)
     check_input_files(cfg, ("teacher.ckpt", "student.ckpt", "ckpt_path"))
     check_accelerator(cfg)
+    check_wandb_tags(cfg)
     perf.check_perf_options(cfg)
     check_outputs(cfg)
     stages = stage_configs(cfg)
@@ -332,9 +345,16 @@ def report_to_wandb(cfg: DictConfig, loggers, module, results: dict) -> None:
         wandb_run.log_student_artifact(loggers, path, meta)
 
 
-@exit_on_user_error
-def main_from_cfg(cfg: DictConfig) -> float:
-    """Returns the first validation set's PSNR, the value Hydra sweepers optimise."""
+def main_from_cfg(cfg: DictConfig) -> float | sweep.JobFailure:
+    """Returns the first validation set's PSNR, the value Hydra sweepers optimise. A failed job
+    of a sweep returns its failure, so that the sweep runs the other jobs (cli/sweep.py)."""
+    if sweep.in_sweep():
+        return sweep.run_job(train_and_score, cfg)
+    return exit_on_user_error(train_and_score)(cfg)
+
+
+def train_and_score(cfg: DictConfig) -> float:
+    """One run; its W&B run, if any, is closed as failed when the run fails."""
     try:
         results = run(cfg)
     except SIGTERMException:  # Lightning stops at a step boundary; LastCheckpoint saved it

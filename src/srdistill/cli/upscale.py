@@ -17,7 +17,14 @@ The architecture is read from --ckpt where the file tells it: a train.py run che
 export of srdistill, the released SPAN files and the official EDSR / RCAN / SwinIR layouts.
 Give --model (a name of conf/model) for other files.
 
-16-bit images are scaled to 8 bits (value / 257, rounded) before upscaling. Single-channel
+An output never replaces an input: an output path that is an input file (also through a
+symlink or a hard link) is refused before anything is written, and a folder search skips
+OUT_DIR when it lies inside the folder, so earlier outputs are not upscaled again.
+
+Images are read as training reads them: EXIF orientation applied (a sideways-stored phone photo
+comes out upright); 16-bit images scaled to 8 bits (value / 257, rounded); float images read on
+[0, 1] and refused outside it; animations and multi-page files refused (save the frame you
+want); images over 178,956,970 pixels (PIL's limit) refused from their header. Single-channel
 images are upscaled as RGB and written as RGB. Transparency: the RGB channels go through the
 network; the alpha channel is upscaled with MATLAB-style bicubic and re-attached (RGBA PNG).
 """
@@ -112,59 +119,73 @@ def _network(args):
 
 
 def plan(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, every input checked readable and every output name distinct."""
-    from srdistill.data.images import IMAGE_SUFFIXES
+    """(input, output) pairs, every input checked readable, every output name distinct and
+    none of them an input file."""
+    from srdistill.data.images import check_image
 
     jobs: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                raise FileNotFoundError(f"{item}: no PNG/JPEG/BMP images in this folder")
+            found = _images_in(item, out_dir)
             jobs += [(p, out_dir / p.relative_to(item).with_suffix(".png")) for p in found]
         elif item.is_file():
             jobs.append((item, out_dir / f"{item.stem}.png"))
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
+    _check_targets(jobs, out_dir)
+    for source, _ in jobs:
+        check_image(source)
+    return jobs
+
+
+def _images_in(folder: Path, out_dir: Path) -> list[Path]:
+    """The images below ``folder``; those in ``out_dir``, when it lies inside ``folder``, are
+    earlier outputs and left out."""
+    from srdistill.data.images import IMAGE_SUFFIXES
+
+    root, out = folder.resolve(), out_dir.resolve()
+    skipped = out if out != root and out.is_relative_to(root) else None
+    found = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not (skipped and p.resolve().is_relative_to(skipped))
+    )
+    if not found:
+        raise FileNotFoundError(f"{folder}: no PNG/JPEG/BMP images in this folder")
+    return found
+
+
+def _check_targets(jobs: list[tuple[Path, Path]], out_dir: Path) -> None:
+    """Refuse two inputs written to one output, and an output that is an input file."""
+    inputs = {source.resolve(): source for source, _ in jobs}
+    by_inode = {_inode(source): source for source, _ in jobs}
     seen: dict[Path, Path] = {}
     for source, target in jobs:
-        _check_readable(source)
         if target in seen:
             raise ValueError(
                 f"{seen[target]} and {source} would both be written to {target}; rename one"
             )
         seen[target] = source
-    return jobs
+        # resolve() sees through symlinks, the inode through hard links
+        victim = inputs.get(target.resolve()) or (target.exists() and by_inode.get(_inode(target)))
+        if victim:
+            raise ValueError(
+                f"-o/--output: {target} would overwrite the input {victim}; give an output "
+                f"folder that holds no input image (e.g. -o {out_dir / 'upscaled'})"
+            )
 
 
-def _check_readable(path: Path) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ValueError(f"cannot read image {path}: {one_line(err)}") from None
+def _inode(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
 
 
 def _progress(jobs):
     from tqdm import tqdm
 
     return tqdm(jobs, desc="upscaling", unit="image", file=sys.stderr, disable=len(jobs) < 2)
-
-
-def read_alpha(path: Path):
-    """The alpha plane (uint8) of an image with transparency, else None."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as img:
-        if "A" not in img.getbands() and "transparency" not in img.info:
-            return None
-        alpha = img.convert("RGBA").getchannel("A")
-        return np.asarray(alpha)
 
 
 def upscale_file(model, source: Path, target: Path, scale: int, device, args) -> Path:
@@ -174,18 +195,17 @@ def upscale_file(model, source: Path, target: Path, scale: int, device, args) ->
     from PIL import Image
 
     from srdistill.data.bicubic import imresize
-    from srdistill.data.images import read_rgb, to_tensor
+    from srdistill.data.images import read_image, to_tensor
     from srdistill.eval.tiling import tiled_forward
     from srdistill.outputs import write_atomic
 
-    rgb, _ = read_rgb(source)
-    lq = to_tensor(rgb).unsqueeze(0).to(device)
+    image = read_image(source)
+    lq = to_tensor(image.rgb).unsqueeze(0).to(device)
     with torch.no_grad():
         sr = tiled_forward(model, lq, scale, args.tile, args.tile_overlap, to_uint8=True)
     pixels = sr[0].permute(1, 2, 0).numpy()
-    alpha = read_alpha(source)
-    if alpha is not None:
-        plane = imresize(alpha.astype(np.float64) / 255.0, out_hw=pixels.shape[:2])
+    if image.alpha is not None:
+        plane = imresize(image.alpha.astype(np.float64) / 255.0, out_hw=pixels.shape[:2])
         alpha_up = np.clip(np.round(plane * 255.0), 0, 255).astype(np.uint8)
         pixels = np.concatenate([pixels, alpha_up[..., None]], axis=2)
     buffer = io.BytesIO()

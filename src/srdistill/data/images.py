@@ -1,14 +1,67 @@
-"""Reading images into the one layout the pipeline uses: uint8 RGB (H, W, 3)."""
+"""Reading images into the one layout the pipeline uses: uint8 RGB (H, W, 3).
+
+Every user or training image goes through ``read_image`` (``read_rgb``), so upscaling, training
+and evaluation see the same pixels:
+
+- EXIF orientation is applied: a phone JPEG stored sideways comes out as it is shown.
+- Images over ``MAX_PIXELS`` (PIL's default limit) are refused from their header, before any
+  decoding: a small file claiming 100000 x 100000 pixels never allocates them.
+- Images of several frames (GIF/APNG animations, multi-page TIFFs) are refused; the extra
+  frames of a camera's MPO JPEG are previews of the first and are ignored.
+- 16-bit images are scaled to 8 bits (value / 257, rounded, as MATLAB's ``im2uint8``); float
+  images are read on [0, 1] (value * 255, rounded) and refused when their values leave [0, 1].
+
+Each refusal is a ``ValueError`` naming the file and what to do, on one line.
+"""
 
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MAX_PIXELS = 178_956_970  # PIL's MAX_IMAGE_PIXELS: 0.5 GiB as 8-bit RGB, a 13000 x 13000 photo
+EXIF_ORIENTATION = 0x0112
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+GRAY_MODES = ("1", "L", "LA", "La", "F", *SIXTEEN_BIT_MODES)
+READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
+
+
+class ImageError(ValueError):
+    """An image srdistill refuses; the message names the file and what to do, on one line."""
+
+
+@dataclass
+class DecodedImage:
+    """An image as the pipeline uses it: uint8 RGB, whether it was stored single-channel (a
+    metric may then treat it the classic way), and its uint8 alpha plane if it has one."""
+
+    rgb: np.ndarray
+    gray: bool
+    alpha: np.ndarray | None
+
+
+def read_image(path: str | Path) -> DecodedImage:
+    """``path`` decoded, upright and checked (see the module docstring)."""
+    try:
+        with open_image(path) as img:
+            img.load()
+            if orientation(img) != 1:
+                ImageOps.exif_transpose(img, in_place=True)
+            rgb, gray = pixels_to_rgb(img, path)
+            return DecodedImage(rgb, gray, _alpha(img))
+    except ImageError:
+        raise
+    except READ_ERRORS as err:
+        raise _read_error(path, err) from None
 
 
 def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
@@ -17,17 +70,118 @@ def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
     Single-channel images (mode L, as Set14's ``bridge``) are replicated to three channels, the
     convention of modern toolboxes; the flag lets a metric treat them the classic way.
     """
+    image = read_image(path)
+    return image.rgb, image.gray
+
+
+def check_image(path: str | Path) -> None:
+    """Refuse ``path`` now if ``read_image`` would: header checks and PIL's ``verify``, and a
+    decode only for float and 32-bit images, whose values decide whether they can be read."""
     try:
-        with Image.open(path) as img:
-            gray = img.mode in ("L", "LA", "I", "I;16", "1")
-            if img.mode in ("I", "I;16"):  # 16-bit: scale to 8 bits as MATLAB's im2uint8 does
-                plane = np.round(np.asarray(img, dtype=np.float64) / 257).clip(0, 255)
-                rgb = np.repeat(plane.astype(np.uint8)[..., None], 3, axis=2)
+        with open_image(path) as img:
+            if img.mode in ("F", "I"):
+                img.load()
+                pixels_to_rgb(img, path)
             else:
-                rgb = np.asarray(img.convert("RGB"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    return rgb, gray
+                img.verify()
+    except ImageError:
+        raise
+    except READ_ERRORS as err:
+        raise _read_error(path, err) from None
+
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """``path`` opened (header read, pixels not decoded), refused if too large or animated."""
+    with _open_within_limit(path) as img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise _too_large(path, f"{width}x{height} ({width * height:,} pixels)")
+        if getattr(img, "is_animated", False) and img.format != "MPO":
+            raise ImageError(
+                f"image {path} holds {img.n_frames} frames (an animation or a multi-page file); "
+                "srdistill reads single images: save the frame you want as a PNG"
+            )
+        yield img
+
+
+@contextmanager
+def _open_within_limit(path: str | Path) -> Iterator[Image.Image]:
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between its limit and twice it; open_image refuses those itself
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = f"{int(found.group(1)):,} pixels" if found else f"over {2 * MAX_PIXELS:,} pixels"
+        raise _too_large(path, pixels) from None
+    with img:
+        yield img
+
+
+def _too_large(path, size: str) -> ImageError:
+    return ImageError(
+        f"image {path} is {size} by its header, above the limit of {MAX_PIXELS:,} pixels "
+        "(a decompression bomb, or a photo too large to read whole); shrink or crop it"
+    )
+
+
+def _read_error(path, err: Exception) -> ImageError:
+    lines = str(err).strip().splitlines()
+    reason = lines[0].replace(f" '{path}'", "") if lines else type(err).__name__
+    return ImageError(f"cannot read image {path}: {reason}")
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 = upright) of an opened image, read without decoding it."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1  # PNG keeps EXIF before the pixels (eXIf before IDAT): none there, none at all
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block leaves the pixels as stored
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(height, width) of an opened image once its EXIF orientation is applied."""
+    width, height = img.size
+    return (width, height) if orientation(img) in (5, 6, 7, 8) else (height, width)
+
+
+def pixels_to_rgb(img: Image.Image, path: str | Path) -> tuple[np.ndarray, bool]:
+    """A decoded image as uint8 RGB and whether it was single-channel; 16-bit and float
+    images scaled by their bit depth (see the module docstring)."""
+    gray = img.mode in GRAY_MODES
+    if img.mode in SIXTEEN_BIT_MODES:
+        plane = _within(np.asarray(img), 0, 65535, path, "a 32-bit integer", "0 to 65535")
+        plane = np.round(plane.astype(np.float64) / 257)
+    elif img.mode == "F":
+        plane = _within(np.asarray(img), 0.0, 1.0, path, "a floating-point", "[0, 1]")
+        plane = np.round(plane.astype(np.float64) * 255)
+    else:
+        return np.asarray(img.convert("RGB")), gray
+    return np.repeat(plane.clip(0, 255).astype(np.uint8)[..., None], 3, axis=2), gray
+
+
+def _within(plane: np.ndarray, low, high, path, kind: str, allowed: str) -> np.ndarray:
+    if not plane.size:
+        return plane
+    finite = bool(np.isfinite(plane).all())
+    if not finite or plane.min() < low or plane.max() > high:
+        found = f"values from {plane.min()} to {plane.max()}" if finite else "non-finite values"
+        raise ImageError(
+            f"image {path} is {kind} image with {found}; srdistill reads such images on "
+            f"{allowed}: rescale it, or save it as an 8- or 16-bit PNG"
+        )
+    return plane
+
+
+def _alpha(img: Image.Image) -> np.ndarray | None:
+    if "A" not in img.getbands() and "transparency" not in img.info:
+        return None
+    return np.asarray(img.convert("RGBA").getchannel("A"))
 
 
 def mod_crop(image: np.ndarray, scale: int) -> np.ndarray:

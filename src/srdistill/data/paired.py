@@ -4,23 +4,24 @@ HR images are found recursively. LR images come from an LR folder in DIV2K namin
 (``0001x4.png`` for ``0001.png``, searched recursively) when one is given, otherwise they are made
 from the mod-cropped HR with the MATLAB-compatible bicubic and cached (on disk under
 ``lr_cache_dir`` when set, else in memory per worker). With ``decoded_cache`` the decoded images
-(HR, LR files and generated LR) are kept under ``lr_cache_dir`` as raw uint8 ``.npy`` files read
-memory-mapped, so a patch costs reading its rows instead of decoding a whole PNG.
+(HR, LR files and generated LR) are kept under ``lr_cache_dir`` as uint8 ``.npy`` entries read
+memory-mapped, so a patch costs reading its rows instead of decoding a whole PNG. Every cache entry
+is named after the SHA-256 of its source file, hashed once when the dataset is built, and checked
+when read (``srdistill.data.decoded_cache``): an entry that does not check out is made again.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
+from srdistill.checksums import file_sha256
 from srdistill.data.bicubic import imresize
 from srdistill.data.decoded_cache import image_size, read_decoded, write_decoded
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
@@ -113,6 +114,9 @@ class PairedImageDataset(Dataset):
                 )
         self._drop_bad_images(on_bad_image)
         self.cache_dir = self._cache_dir(lr_cache_dir)
+        self._digests: dict[Path, str] = {}
+        if self.cache_dir is not None:  # here, once, before loader workers copy the dataset
+            self.hash_sources()
         self.decoded_cache = decoded_cache
         self._memory_cache: dict[int, np.ndarray] = {}
         # decoded (LR, HR) pairs per worker: for small sets, where decoding a large PNG for every
@@ -149,50 +153,63 @@ class PairedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.hr_files) * self.repeat
 
-    def lr_cache_path(self, index: int) -> Path:
-        """Where the generated LR of HR image ``index`` is cached on disk.
+    def source_digest(self, path: Path) -> str:
+        """SHA-256 of a training file's bytes, the key of every cache entry made from it;
+        read once per process (``hash_sources`` reads them all when the dataset is built)."""
+        digest = self._digests.get(path)
+        if digest is None:
+            digest = self._digests[path] = file_sha256(path)
+        return digest
 
-        The name carries the HR file's size and mtime_ns, so replacing an HR image (same name,
-        new content) makes a new entry rather than serving the old LR. A content hash would be
-        exact but reads every HR file in full each time a run starts; size and mtime change with
-        any copy or save, and the size check in ``load_pair`` catches a stale entry of another
-        size even where a tool preserved both.
-        """
+    def hash_sources(self) -> None:
+        """Hash every HR (and LR folder) file now, so loader workers inherit the digests."""
+        for path in self.hr_files:
+            self.source_digest(path)
+            lr_path = self._lr_file(path)
+            if lr_path is not None:
+                self.source_digest(lr_path)
+
+    def _entry_path(self, index: int, kind: str) -> Path:
         if self.cache_dir is None:
             raise ValueError("this dataset has no lr_cache_dir")
         path = self.hr_files[index]
-        stat = path.stat()
         relative = path.relative_to(self.hr_root)
-        # the full name (suffix included) keeps a.png and a.jpg apart
-        name = f"{relative.name}.{stat.st_size}-{stat.st_mtime_ns}x{self.scale}.png"
+        # the full name (suffix included) keeps a.png and a.jpg apart; the content digest keeps
+        # a replaced image apart from the one it replaced, whatever its size and mtime
+        name = f"{relative.name}.{self.source_digest(path)[:32]}x{self.scale}.{kind}.npy"
         return self.cache_dir / relative.parent / name
+
+    def lr_cache_path(self, index: int) -> Path:
+        """Where the generated LR of HR image ``index`` is cached on disk: named after the HR
+        file's content digest, so a replaced image never meets the old image's LR."""
+        return self._entry_path(index, "lr")
 
     def decoded_cache_path(self, index: int) -> Path:
         """Where the decoded, mod-cropped HR image ``index`` is cached (``decoded_cache``); keyed
         like ``lr_cache_path``, next to it."""
-        return self.lr_cache_path(index).with_suffix(".hr.npy")
+        return self._entry_path(index, "hr")
 
     def _lr_file_cache_path(self, lr_path: Path) -> Path:
-        """Where a file of the LR folder is cached decoded: keyed by that folder, name, size and
-        mtime_ns, as the HR images are."""
+        """Where a file of the LR folder is cached decoded: keyed by that folder, name and
+        content digest, as the HR images are."""
         assert self.cache_dir is not None and self.lr_root is not None
         key = hashlib.sha1(str(self.lr_root.resolve()).encode()).hexdigest()[:12]
-        stat = lr_path.stat()
         relative = lr_path.relative_to(self.lr_root)
-        name = f"{relative.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
+        name = f"{relative.name}.{self.source_digest(lr_path)[:32]}.npy"
         return self.cache_dir.parent.parent / key / "decoded" / relative.parent / name
 
     def _decoded(self, source: Path, cache_file: Path, crop: int) -> np.ndarray:
-        """``source`` decoded and mod-cropped to ``crop``: from ``cache_file`` when it holds an
+        """``source`` decoded and mod-cropped to ``crop``: from ``cache_file`` when it holds that
         image of the size the source's header gives, else decoded and written there."""
+        identity = f"decoded:{self.source_digest(source)}:mod{crop}"
         size = image_size(source)
         if size is not None:
             shape = (size[0] - size[0] % crop, size[1] - size[1] % crop, 3)
-            cached = read_decoded(cache_file, shape)
+            cached = read_decoded(cache_file, identity, shape)
             if cached is not None:
                 return cached
         image = mod_crop(read_rgb(source)[0], crop)
-        write_decoded(cache_file, image)
+        write_decoded(cache_file, image, identity)
         return image
 
     def _read_hr(self, index: int) -> np.ndarray:
@@ -212,26 +229,15 @@ class PairedImageDataset(Dataset):
             if index not in self._memory_cache:
                 self._memory_cache[index] = imresize(hr, scale=1.0 / self.scale)
             return self._memory_cache[index], None
-        cached = self.lr_cache_path(index)
-        if self.decoded_cache:
-            npy = cached.with_suffix(".lr.npy")
-            return self._generated_lr_decoded(hr, npy), npy
-        if cached.exists():
-            return read_rgb(cached)[0], cached
-        lr = imresize(hr, scale=1.0 / self.scale)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}.tmp")
-        Image.fromarray(lr).save(tmp, format="PNG")
-        tmp.replace(cached)
-        return lr, cached
-
-    def _generated_lr_decoded(self, hr: np.ndarray, npy: Path) -> np.ndarray:
-        """The generated LR from its ``.npy`` cache file, made and written there on a miss."""
-        lr = read_decoded(npy, (hr.shape[0] // self.scale, hr.shape[1] // self.scale, 3))
+        entry = self.lr_cache_path(index)
+        identity = f"bicubic-lr:{self.source_digest(self.hr_files[index])}:x{self.scale}"
+        shape = (hr.shape[0] // self.scale, hr.shape[1] // self.scale, 3)
+        lr = read_decoded(entry, identity, shape)
         if lr is None:
             lr = imresize(np.asarray(hr), scale=1.0 / self.scale)
-            write_decoded(npy, lr)
-        return lr
+            write_decoded(entry, lr, identity)
+        # without decoded_cache the LR is read whole, as the decoded HR is
+        return (lr if self.decoded_cache else np.array(lr)), entry
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole mod-cropped HR image and its LR, uint8 (H, W, 3), decoded once per worker

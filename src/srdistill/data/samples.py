@@ -9,11 +9,12 @@ the other five.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from srdistill.outputs import write_atomic
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
 VAL_PHOTOS = ("chelsea", "coffee")
@@ -59,11 +60,11 @@ def materialize_samples(root: str | Path | None = None, with_teacher_set: bool =
         for name in names:
             target = folder / f"{name}.png"
             if not target.exists():
-                # a tmp name of its own (concurrent writers, e.g. DDP ranks, must not share one)
-                # and not ending in .png (a reader listing the folder meanwhile must not see it)
-                tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-                Image.fromarray(load_photo(name)).save(tmp, format="PNG")
-                tmp.replace(target)  # atomic, so concurrent workers never read half a file
+                # write_atomic: a temporary name of its own (concurrent writers, e.g. DDP ranks,
+                # never share one) not ending in .png (a reader listing the folder meanwhile must
+                # not see it), renamed into place; a full disk names the file
+                image = Image.fromarray(load_photo(name))
+                write_atomic(target, lambda f, i=image: i.save(f, format="PNG"), "sample photos")
     return root
 
 

@@ -4,15 +4,21 @@ Response KD, MCAD-KD's four terms and DSCLoRA's pixel term read only the teacher
 a frozen teacher's output on a given image never changes, so it is computed once per full
 training image and served as the crop aligned with each (LR, HR) training patch.
 
-Layout: ``<root>/<key digest>/`` holds one ``NNNNNN.npy`` per image (H x W x 3, HR size, in the
-cache's dtype, read with ``np.load(mmap_mode="r", allow_pickle=False)`` so a crop touches only its
-rows) and ``manifest.json``. The key (``cache_key``) names everything the outputs depend on: the
-teacher checkpoint's SHA-256 and a digest of the weights actually loaded, the training files
-(relative paths, sizes, mtimes; the LR files or the LR generator), the scale, the stored dtype and
-how the teacher ran (tiling, autocast). Any change gives another folder: a stale cache is never
-read, it is rebuilt. Entries are written to a temporary name and renamed, and the manifest is
-written last, after every entry has been checked; a folder without a manifest is an unfinished
-build that is completed (its valid entries reused), never served.
+Layout: ``<root>/<key digest>/`` holds one ``NNNNNN.npy`` entry per image (H x W x 3, HR size, in
+the cache's dtype, memory-mapped so a crop touches only its rows; the entry format of
+``srdistill.data.decoded_cache``) and ``manifest.json``. The key (``cache_key``) names everything
+the outputs depend on: the teacher checkpoint's SHA-256 and a digest of the weights actually
+loaded, the training files (relative paths and the SHA-256 of their bytes; the LR files or the
+LR generator), the scale, the stored dtype and how the teacher ran (tiling, autocast). Any change
+gives another folder: a stale cache is never read, it is rebuilt.
+
+Each entry records the key digest and its image index (its identity) and the checksum of its
+bytes; the manifest, written last after every entry has been checked, records every entry's
+checksum and shape. A folder without a manifest is an unfinished build that is completed (its
+entries that check out reused, the rest computed); a manifest made for another key means the
+folder is emptied and built again (``prepare``). A finished cache whose manifest is malformed,
+or whose entry is not a regular file or does not match the manifest, is a one-line error naming
+the file and saying to delete the folder: rebuilding means running the teacher on every image.
 """
 
 from __future__ import annotations
@@ -20,20 +26,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
-from srdistill.data.images import to_tensor
+from srdistill.data.decoded_cache import (
+    EntryError,
+    entry_checksum,
+    open_regular,
+    read_entry,
+    write_entry,
+)
+from srdistill.data.images import open_image, to_tensor, upright_size
+from srdistill.outputs import write_atomic
 
 CACHE_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: files keyed by size and mtime, entries without checksums
 MANIFEST = "manifest.json"
+ENTRY_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9].npy"
+OPTION = "teacher.cache_builder.dir"
 
 
 def check_cache_options(dtype: str, tile: int | None, overlap: int, batch_size: int) -> None:
@@ -54,12 +69,9 @@ def check_cache_options(dtype: str, tile: int | None, overlap: int, batch_size: 
         )
 
 
-def _file_records(paths: Iterable[Path], root: Path) -> list[list]:
-    records = []
-    for path in paths:
-        stat = path.stat()
-        records.append([path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns])
-    return records
+def _file_records(dataset, paths: Iterable[Path], root: Path) -> list[list]:
+    """[relative path, SHA-256 of the bytes] per file (the dataset hashes each once a run)."""
+    return [[path.relative_to(root).as_posix(), dataset.source_digest(path)] for path in paths]
 
 
 def data_fingerprint(dataset) -> dict:
@@ -67,9 +79,10 @@ def data_fingerprint(dataset) -> dict:
     lr = None
     if dataset.lr_files is not None:
         lr_paths = [dataset.lr_files[p.stem] for p in dataset.hr_files]
-        lr = _file_records(lr_paths, Path(os.path.commonpath([str(p) for p in lr_paths])))
+        root = Path(os.path.commonpath([str(p) for p in lr_paths]))
+        lr = _file_records(dataset, lr_paths, root)
     return {
-        "hr_files": _file_records(dataset.hr_files, dataset.hr_root),
+        "hr_files": _file_records(dataset, dataset.hr_files, dataset.hr_root),
         "lr_files": lr,
         "lr_source": "lr_folder" if lr is not None else "matlab_bicubic",
     }
@@ -99,9 +112,13 @@ def cache_key(dataset, teacher: dict, scale: int, dtype: str, compute: dict) -> 
     }
 
 
-def cache_dir(root: str | Path, key: dict) -> Path:
+def key_digest(key: dict) -> str:
     text = json.dumps(key, sort_keys=True, separators=(",", ":"))
-    return Path(root) / hashlib.sha256(text.encode()).hexdigest()[:24]
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_dir(root: str | Path, key: dict) -> Path:
+    return Path(root) / key_digest(key)[:24]
 
 
 def entry_path(directory: Path, index: int) -> Path:
@@ -109,35 +126,26 @@ def entry_path(directory: Path, index: int) -> Path:
     return directory / f"{index:06d}.npy"
 
 
+def entry_identity(digest: str, index: int) -> str:
+    """What entry ``index`` is: the output for that image under the key of this ``digest``
+    (recorded in the entry)."""
+    return f"teacher-output:{digest}:{index}"
+
+
 def expected_shape(dataset, index: int) -> tuple[int, int, int]:
-    """The teacher output's shape for image ``index``: its mod-cropped HR size (header read)."""
-    with Image.open(dataset.hr_files[index]) as image:
-        width, height = image.size
+    """The teacher output's shape for image ``index``: its mod-cropped HR size as decoded
+    (header read, EXIF orientation applied)."""
+    with open_image(dataset.hr_files[index]) as image:
+        height, width = upright_size(image)
     scale = dataset.scale
     return height - height % scale, width - width % scale, 3
 
 
-def _open_entry(path: Path, shape: Sequence[int], dtype: str) -> np.ndarray | None:
-    """The stored array (memory-mapped) when it is a complete ``.npy`` of this shape and dtype."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):  # missing, truncated, not an .npy
-        return None
-    if array.shape != tuple(shape) or array.dtype != np.dtype(CACHE_DTYPES[dtype]):
-        return None
-    return array
-
-
-def _write_atomic(path: Path, write: Callable) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _checked_entry(directory: Path, digest: str, dtype: str, index: int, shape) -> np.ndarray:
+    """Entry ``index`` memory-mapped; ``EntryError`` (or ``FileNotFoundError``) unless it is
+    the one written for the key of ``digest`` with this shape and dtype."""
+    identity = entry_identity(digest, index)
+    return read_entry(entry_path(directory, index), identity, tuple(shape), CACHE_DTYPES[dtype])
 
 
 def to_stored(sr: torch.Tensor, dtype: str) -> np.ndarray:
@@ -154,48 +162,126 @@ def stored_to_tensor(array: np.ndarray) -> torch.Tensor:
     return tensor.div_(255.0) if array.dtype == np.uint8 else tensor
 
 
+def _read_manifest(directory: Path) -> dict | None:
+    """The manifest as a dict; None when there is none, or it is not a regular JSON object
+    (never written so by ``finish``: ``prepare`` starts such a folder over)."""
+    try:
+        fd = open_regular(directory / MANIFEST)
+    except (FileNotFoundError, EntryError):
+        return None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            manifest = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _manifest_entries(dataset, directory: Path, manifest: dict) -> tuple[list, list]:
+    """(shapes, checksums) of a manifest made for this key, checked against the dataset; a
+    one-line ``ValueError`` naming the manifest when they are malformed."""
+    count = len(dataset.hr_files)
+    shapes, checksums = manifest.get("shapes"), manifest.get("sha256")
+    problem = None
+    if not isinstance(shapes, list) or len(shapes) != count:
+        problem = f"'shapes' is not a list of {count} image shapes"
+    elif not isinstance(checksums, list) or len(checksums) != count:
+        problem = f"'sha256' is not a list of {count} checksums"
+    elif not all(isinstance(c, str) and re.fullmatch("[0-9a-f]{64}", c) for c in checksums):
+        problem = "'sha256' holds something other than SHA-256 digests"
+    else:
+        for index, shape in enumerate(shapes):
+            exact = isinstance(shape, list) and all(type(v) is int for v in shape)
+            if not exact or shape != list(expected_shape(dataset, index)):
+                problem = (
+                    f"'shapes'[{index}] is {json.dumps(shape)[:40]}, not the image's "
+                    f"{list(expected_shape(dataset, index))}"
+                )
+                break
+    if problem is not None:
+        raise ValueError(
+            f"teacher-output cache manifest {directory / MANIFEST}: {problem}; delete "
+            f"{directory} to rebuild the cache"
+        )
+    return shapes, checksums
+
+
 class TeacherOutputs:
     """Read side of a finished cache: aligned crops of the stored outputs.
 
-    Holds only the folder, dtype and shapes (each crop opens its file memory-mapped), so it is
-    cheap to copy into DataLoader workers and never keeps thousands of files open.
+    Holds only the folder, the key's digest, dtype, shapes and checksums (each crop opens its
+    file memory-mapped, checked once per process), so it is cheap to copy into DataLoader
+    workers and never keeps thousands of files open.
     """
 
-    def __init__(self, directory: Path, dtype: str, shapes: Sequence[Sequence[int]]) -> None:
-        self.directory, self.dtype = Path(directory), dtype
+    def __init__(
+        self,
+        directory: Path,
+        key: dict,
+        shapes: Sequence[Sequence[int]],
+        checksums: Sequence[str],
+    ) -> None:
+        self.directory, self.dtype, self.digest = Path(directory), key["dtype"], key_digest(key)
         self.shapes = [tuple(int(v) for v in s) for s in shapes]
+        self.checksums = list(checksums)
 
     @classmethod
-    def open(cls, directory: str | Path, key: dict) -> TeacherOutputs | None:
-        """The cache in ``directory`` if it is finished and made for ``key``, else None."""
+    def open(cls, directory: str | Path, key: dict, dataset) -> TeacherOutputs | None:
+        """The finished cache in ``directory`` made for ``key`` over ``dataset``; None when
+        there is none (no manifest yet, or one made for another key: rebuild after ``prepare``).
+        A finished cache that is malformed is a one-line ``ValueError``."""
         directory = Path(directory)
-        try:
-            manifest = json.loads((directory / MANIFEST).read_text())
-        except (OSError, ValueError):
+        manifest = _read_manifest(directory)
+        if manifest is None or manifest.get("key") != key:
             return None
-        if not isinstance(manifest, dict) or manifest.get("key") != key:
-            return None
-        shapes = manifest.get("shapes")
-        count = len(key["data"]["hr_files"])
-        if not isinstance(shapes, list) or len(shapes) != count:
-            return None
-        if not all(isinstance(s, list) and [type(v) for v in s] == [int] * 3 for s in shapes):
-            return None
-        return cls(directory, key["dtype"], shapes)
+        shapes, checksums = _manifest_entries(dataset, directory, manifest)
+        outputs = cls(directory, key, shapes, checksums)
+        for index in range(len(shapes)):  # links and special files are refused at once
+            path = entry_path(directory, index)
+            if not path.is_symlink() and path.is_file():
+                continue
+            raise outputs.entry_error(path, "is missing, a symbolic link or not a regular file")
+        return outputs
 
     def __len__(self) -> int:
         return len(self.shapes)
 
+    def entry_error(self, path: Path, reason: str) -> ValueError:
+        return ValueError(
+            f"teacher-output cache entry {path} {reason}; delete {self.directory} to rebuild "
+            f"the cache"
+        )
+
     def crop(self, index: int, top: int, left: int, height: int, width: int) -> np.ndarray:
         """Rows ``top:top+height``, columns ``left:left+width`` of image ``index``'s output."""
         path = entry_path(self.directory, index)
-        array = _open_entry(path, self.shapes[index], self.dtype)
-        if array is None:
-            raise ValueError(
-                f"teacher-output cache entry {path} is missing or damaged; delete "
-                f"{self.directory} to rebuild the cache"
-            )
+        identity = entry_identity(self.digest, index)
+        dtype = CACHE_DTYPES[self.dtype]
+        try:
+            array = read_entry(path, identity, self.shapes[index], dtype, self.checksums[index])
+        except FileNotFoundError as err:
+            raise self.entry_error(path, "is missing") from err
+        except EntryError as err:
+            raise self.entry_error(path, str(err)) from err
         return np.array(array[top : top + height, left : left + width])
+
+
+def prepare(directory: Path, key: dict) -> None:
+    """Before a build (one process, before the others start): remove the temporary files a
+    killed build left, and empty the folder when its manifest was made for another key or is
+    not one ``finish`` wrote, so nothing in it is sealed again without being recomputed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tmp in directory.glob(".*.tmp"):  # write_atomic's temporaries: .<name>.<hex>.tmp
+        tmp.unlink(missing_ok=True)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists() and not manifest_path.is_symlink():
+        return  # an unfinished build: its entries that check out are reused
+    manifest = _read_manifest(directory)
+    if manifest is not None and manifest.get("key") == key:
+        return
+    for entry in directory.glob(ENTRY_GLOB):
+        entry.unlink()
+    manifest_path.unlink()
 
 
 def _groups_by_shape(dataset, indices: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -210,20 +296,23 @@ def _groups_by_shape(dataset, indices: Sequence[int], batch_size: int) -> list[l
     ]
 
 
-def missing_entries(dataset, directory: Path, dtype: str, indices: Iterable[int]) -> list[int]:
-    """Indices whose entry is absent or damaged (a killed build's finished entries count)."""
-    return [
-        i
-        for i in indices
-        if _open_entry(entry_path(directory, i), expected_shape(dataset, i), dtype) is None
-    ]
+def missing_entries(dataset, directory: Path, key: dict, indices: Iterable[int]) -> list[int]:
+    """Indices whose entry is absent or does not check out (a killed build's finished entries
+    count as done; an entry made for another key or image does not)."""
+    missing, digest = [], key_digest(key)
+    for i in indices:
+        try:
+            _checked_entry(directory, digest, key["dtype"], i, expected_shape(dataset, i))
+        except (FileNotFoundError, EntryError):
+            missing.append(i)
+    return missing
 
 
 def build_entries(
     dataset,
     forward: Callable[[torch.Tensor], torch.Tensor],
     directory: Path,
-    dtype: str,
+    key: dict,
     indices: Sequence[int],
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
@@ -232,7 +321,8 @@ def build_entries(
     how many were computed. ``forward`` maps an LR batch (B, 3, h, w) on [0, 1] to its SR batch
     (tiling and device are its business)."""
     directory.mkdir(parents=True, exist_ok=True)
-    todo = missing_entries(dataset, directory, dtype, indices)
+    dtype, digest = key["dtype"], key_digest(key)
+    todo = missing_entries(dataset, directory, key, indices)
     if progress is not None:  # entries a killed build finished count as done
         progress(len(indices) - len(todo))
     for group in _groups_by_shape(dataset, todo, batch_size):
@@ -245,21 +335,24 @@ def build_entries(
                     f"the teacher's output for {dataset.hr_files[i]} is {stored.shape[:2]}, "
                     f"not {expected_shape(dataset, i)[:2]}; is the teacher x{dataset.scale}?"
                 )
-            _write_atomic(entry_path(directory, i), lambda f, a=stored: np.save(f, a))
+            write_entry(entry_path(directory, i), stored, entry_identity(digest, i), OPTION)
         if progress is not None:
             progress(len(group))
     return len(todo)
 
 
 def finish(dataset, directory: Path, key: dict) -> TeacherOutputs:
-    """Check every entry, then write the manifest (the mark of a finished cache)."""
-    missing = missing_entries(dataset, directory, key["dtype"], range(len(dataset.hr_files)))
+    """Check every entry, then write the manifest (the mark of a finished cache) recording
+    each entry's checksum and shape."""
+    count = len(dataset.hr_files)
+    missing = missing_entries(dataset, directory, key, range(count))
     if missing:
         raise RuntimeError(
             f"teacher-output cache {directory}: {len(missing)} entries missing after the build "
             f"(first: {entry_path(directory, missing[0]).name}); is the folder shared by all ranks?"
         )
-    shapes = [list(expected_shape(dataset, i)) for i in range(len(dataset.hr_files))]
-    manifest = {"key": key, "shapes": shapes}
-    _write_atomic(directory / MANIFEST, lambda f: f.write(json.dumps(manifest).encode()))
-    return TeacherOutputs(directory, key["dtype"], shapes)
+    shapes = [list(expected_shape(dataset, i)) for i in range(count)]
+    checksums = [entry_checksum(entry_path(directory, i)) for i in range(count)]
+    manifest = {"key": key, "shapes": shapes, "sha256": checksums}
+    write_atomic(directory / MANIFEST, lambda f: f.write(json.dumps(manifest).encode()), OPTION)
+    return TeacherOutputs(directory, key, shapes, checksums)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from torch import nn
 
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN
 
+# how much more than its own size a weights zip may unpack to (torch stores entries as they are)
+UNPACK_FACTOR, UNPACK_SLACK = 4, 16 << 20
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 DERIVED_BUFFERS = ("attn_mask", "relative_position_index")
 
@@ -43,17 +46,49 @@ def read_checkpoint_file(path: str | Path, option: str | None = None) -> object:
     label = f"{option}={path}" if option else str(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {label} does not exist; check the path")
+    _check_unpacked_size(path, label)
     try:
         # torch warns about pickle protocols it does not expect; the refusal below says it all
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if path.suffix == ".safetensors":
+            if path.suffix == ".safetensors" or is_safetensors(path):
                 from safetensors.torch import load_file
 
                 return load_file(str(path))
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one line for the user
         raise CheckpointError(f"cannot read checkpoint {label}: {_reason(err)}") from err
+
+
+def _check_unpacked_size(path: Path, label: str) -> None:
+    """Refuse a zip (torch's format) whose entries unpack to far more than the file holds:
+    torch stores entries uncompressed, and ``torch.load`` would allocate whatever a crafted,
+    compressed entry declares."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read checkpoint {label}: {_reason(err)}") from err
+    size = path.stat().st_size
+    if declared > UNPACK_FACTOR * size + UNPACK_SLACK:
+        raise CheckpointError(
+            f"cannot read checkpoint {label}: its entries unpack to {declared:,} bytes from a "
+            f"{size:,}-byte file; torch writes weights uncompressed, so this file was crafted or "
+            "re-packed: get the original"
+        )
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file does (a little-endian header length that
+    fits the file, then a JSON object), whatever its name: exports are checked under a temporary
+    name before they get theirs."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
 
 
 def _reason(err: Exception) -> str:

@@ -5,10 +5,21 @@ the file is read by srdistill's one reader (tensors only, never unpickled code),
 handed to ``spandrel.ModelLoader().load_from_state_dict``, and the network wrapped so that any
 input size works (padded to what the architecture needs, the output cropped back) with RGB in
 [0, 1] in and out. Install the extra with ``pip install 'srdistill[spandrel]'``.
+
+spandrel sizes a network from the shapes in the file and allocates it before it compares the
+weights, so a small crafted file (one tensor declaring 600 channels, or tensors expanded from a
+single stored value) could make it allocate gigabytes. So tensors declaring more than
+``PLAUSIBLE_GROWTH`` times the file's bytes plus ``PLAUSIBLE_SLACK`` are refused (a float16
+file doubles in float32; a few buffers are not stored), and the network is first built on the
+meta device (shapes, no memory): weights that do not fit it are refused there, and so is a
+network over the same bound. Architectures whose constructor cannot run on meta (SwinIR reads
+values with ``item()``) skip that dry run and are built as before.
 """
 
 from __future__ import annotations
 
+import warnings
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -18,6 +29,31 @@ from torch import nn
 from srdistill.models.checkpoint import CheckpointError, read_checkpoint_file, unwrap_state_dict
 
 INSTALL = "pip install 'srdistill[spandrel]'"
+PLAUSIBLE_GROWTH = 4
+PLAUSIBLE_SLACK = 16 * 2**20
+STATE_DICT_MISMATCH = "Error(s) in loading state_dict"
+
+
+def _unrecognised(path, option: str) -> CheckpointError:
+    return CheckpointError(
+        f"{option}={path}: spandrel does not recognise this checkpoint's architecture; "
+        "give a super-resolution model spandrel supports, or one of srdistill's models"
+    )
+
+
+def _cannot_load(path, option: str, err: Exception) -> CheckpointError:
+    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+    return CheckpointError(
+        f"{option}={path}: spandrel recognised the file but cannot load it ({first})"
+    )
+
+
+def _check_plausible(size: int, what: str, file_size: int, path, option: str) -> None:
+    if size > PLAUSIBLE_GROWTH * file_size + PLAUSIBLE_SLACK:
+        raise CheckpointError(
+            f"{option}={path}: {what} {size / 2**20:.0f} MiB from a {file_size / 2**10:.0f} KiB "
+            "file, sizes it does not hold (crafted or damaged); give an intact weights file"
+        )
 
 
 class SpandrelNetwork(nn.Module):
@@ -69,19 +105,36 @@ class SpandrelModel:
             raise ValueError(
                 f"{option}={path}: model=spandrel needs the spandrel package; {INSTALL}"
             ) from None
+        self._check_size_on_meta(spandrel, state, path, option)
         try:
             descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(state)
         except spandrel.UnsupportedModelError:
-            raise CheckpointError(
-                f"{option}={path}: spandrel does not recognise this checkpoint's architecture; "
-                "give a super-resolution model spandrel supports, or one of srdistill's models"
-            ) from None
+            raise _unrecognised(path, option) from None
         except (RuntimeError, KeyError, ValueError, IndexError) as err:
-            first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-            raise CheckpointError(
-                f"{option}={path}: spandrel recognised the file but cannot load it ({first})"
-            ) from None
+            raise _cannot_load(path, option, err) from None
         return self._wrap(descriptor, path, option)
+
+    def _check_size_on_meta(self, spandrel, state: dict, path, option: str) -> None:
+        """Refuse, before any allocation, weights that do not fit the network spandrel sizes
+        from them, and tensors or a network implausibly larger than the file."""
+        file_size = Path(path).stat().st_size
+        tensors = [t for t in state.values() if isinstance(t, torch.Tensor)]
+        declared = sum(t.numel() * t.element_size() for t in tensors)
+        _check_plausible(declared, "its tensors declare", file_size, path, option)
+        try:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # copying into meta tensors warns it is a no-op
+                model = spandrel.MAIN_REGISTRY.load(dict(state)).model
+        except spandrel.UnsupportedModelError:
+            raise _unrecognised(path, option) from None
+        except Exception as err:  # noqa: BLE001 - some constructors cannot run on meta
+            if isinstance(err, RuntimeError) and str(err).startswith(STATE_DICT_MISMATCH):
+                raise _cannot_load(path, option, err) from None
+            return  # built for real below, as before
+        tensors = chain(model.parameters(), model.buffers())
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        name = type(model).__name__
+        _check_plausible(size, f"its shapes make a {name} network of", file_size, path, option)
 
     def _wrap(self, descriptor, path, option: str) -> SpandrelNetwork:
         import spandrel

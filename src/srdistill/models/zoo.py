@@ -11,7 +11,6 @@ once the user pins the hash they trust (``teacher.sha256=<hex>``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.hub import download_url_to_file
 
+from srdistill.checksums import file_sha256
 from srdistill.models.checkpoint import CheckpointError
 from srdistill.models.registry import check_model
 
@@ -42,6 +42,7 @@ FIELDS = {
 }
 REQUIRED = {"model", "model_args", "scale", "file", "source"}
 HEX = re.compile(r"[0-9a-f]+")
+PIN = re.compile(r"[0-9a-fA-F]{64}")
 SAFE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -140,28 +141,49 @@ def hub_file(item: ZooEntry) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / item.file
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def check_pin(pin, option: str = "teacher.ckpt") -> str | None:
+    """The user's pin as lowercase hex, or ``None`` when unset: a pin is a file's whole
+    SHA-256 (64 hex digits), so that a short or mistyped one can never pass for a check."""
+    if pin is None or pin == "":
+        return None
+    if type(pin) is not str or not PIN.fullmatch(pin.strip()):
+        hint = " (quote it: Hydra reads a number)" if type(pin) in (int, float) else ""
+        raise ZooError(
+            f"{_pin_option(option)}={str(pin)[:80]!r}: a pin is the file's full SHA-256, 64 hex "
+            f"digits{hint}; print it with: sha256sum <file>"
+        )
+    return pin.strip().lower()
 
 
-def verify(path: str | Path, item: ZooEntry, pin: str | None = None, option: str = "teacher.ckpt"):
-    """The SHA-256 of ``path`` once it matches the entry's checksum (or the user's ``pin``);
-    a mismatch or an entry nobody vouches for is a one-line ``ZooError``."""
+def expected_checksum(item: ZooEntry | None, pin, option: str = "teacher.ckpt") -> str | None:
+    """What the file's SHA-256 must be (or start with): the published checksum, which a pin may
+    only repeat or extend, never replace; the pin alone where nothing is published."""
+    pin = check_pin(pin, option)
+    published = item.checksum if item is not None else None
+    if pin and published and not pin.startswith(published):
+        raise ZooError(
+            f"{_pin_option(option)}={pin} contradicts the SHA-256 published for zoo entry "
+            f"{item.name} ({published}); a published checksum cannot be overridden: drop "
+            f"{_pin_option(option)}"
+        )
+    return pin or published
+
+
+def verify(path: str | Path, item: ZooEntry | None, pin=None, option: str = "teacher.ckpt") -> str:
+    """The SHA-256 of ``path`` once it matches the entry's published checksum and the user's
+    ``pin``; a mismatch or a zoo entry nobody vouches for is a one-line ``ZooError``."""
+    expected = expected_checksum(item, pin, option)
     actual = file_sha256(path)
-    expected = (pin or "").strip().lower() or item.checksum
-    if expected is None:
+    if expected is None and item is not None:
         raise ZooError(
             f"{option}={path}: zoo entry {item.name} has no published checksum, so srdistill "
             f"cannot tell this file is the release; its SHA-256 is {actual}: if you trust it, pin "
             f"it with {_pin_option(option)}={actual}"
         )
-    if not actual.startswith(expected):
+    if expected is not None and not actual.startswith(expected):
+        what = f"zoo entry {item.name}" if item is not None else _pin_option(option)
         raise ZooError(
-            f"{option}={path}: SHA-256 {actual} does not match zoo entry {item.name} (expected "
+            f"{option}={path}: SHA-256 {actual} does not match {what} (expected "
             f"{expected}); refusing to load it: delete the file and fetch it again"
         )
     return actual
@@ -177,10 +199,21 @@ def resolve(
     """A verified local file for ``zoo:<name>`` and its SHA-256, fetched into the hub cache when
     absent (``download(url, dst)``: torch's downloader unless a test passes another)."""
     item = entry_for(reference, option)
+    expected_checksum(item, pin, option)  # a bad pin is refused before any download
     target = hub_file(item)
     if not target.is_file():
         _fetch(item, target, option, download or download_url_to_file)
     return target, verify(target, item, pin, option)
+
+
+def verified_file(ckpt: str, pin=None, option: str = "ckpt") -> str:
+    """``ckpt`` as a local file: ``zoo:<name>`` fetched and verified; a path checked against the
+    user's pin when one is given (a missing file is left to the checkpoint reader's message)."""
+    if is_reference(ckpt):
+        return str(resolve(ckpt, pin, option)[0])
+    if check_pin(pin, option) and Path(ckpt).is_file():
+        verify(ckpt, None, pin, option)
+    return ckpt
 
 
 def _fetch(item: ZooEntry, target: Path, option: str, download) -> None:
@@ -192,7 +225,7 @@ def _fetch(item: ZooEntry, target: Path, option: str, download) -> None:
             f"{option}=zoo:{item.name}: {item.file} is published only inside "
             f"{item.archive_url}; download and unpack it, then {by_hand}"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_hub_folder(target.parent, item, option)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
         download(item.url, str(partial), progress=False)
@@ -208,6 +241,16 @@ def _fetch(item: ZooEntry, target: Path, option: str, download) -> None:
         ) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _make_hub_folder(folder: Path, item: ZooEntry, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ZooError(
+            f"{option}=zoo:{item.name}: cannot create torch's hub cache {folder} "
+            f"({err.strerror or type(err).__name__}); set TORCH_HOME to a writable folder"
+        ) from None
 
 
 def markdown_table(zoo: dict[str, ZooEntry] | None = None) -> str:

@@ -25,15 +25,24 @@ by the ``tags`` of results.json (table, method, scale, seed), else by their ``lo
 figures: PSNR on the last benchmark against parameters (tradeoff.png) and against FLOPs
 (tradeoff_flops.png; the papers' convention: G multiply-accumulates at an LR input of 3x256x256),
 our runs at the counts their results.json records (params, flops_g), the paper's at its own.
+The files are all rendered first, then each replaced atomically: a full disk leaves no file cut
+short, and a figure this report cannot draw is removed rather than left from an earlier one.
+
+A cell is blank where one of its runs holds no finite number (null in results.json: a diverged
+metric) or was not scored on that benchmark; a line below the table names those runs. A
+results.json train.py cannot have written (not UTF-8, not strict JSON, wrong types) stops the
+report in one line naming it. Run folders behind symbolic links are read; a folder reached a
+second time is skipped with a warning. Set names, tags and run names are escaped in every file.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from srdistill.outputs import OutputError, ensure_writable_dir, write_atomic
+from srdistill.report.cells import Blanks
 from srdistill.report.collect import (
     ReportError,
     Run,
@@ -41,8 +50,9 @@ from srdistill.report.collect import (
     eval_json_runs,
     identity,
     load_runs,
+    read_scores,
 )
-from srdistill.report.figure import write_tradeoffs
+from srdistill.report.figure import QUANTITIES, tradeoff_figures
 from srdistill.report.paper import paper_numbers, paper_table
 from srdistill.report.summary import final_table_summary, grad_share_summary, summarize
 from srdistill.report.tables import csv_text, latex, markdown, paper_records
@@ -96,23 +106,51 @@ def chosen_table(runs: list[Run], paper: str | None) -> str:
     raise ReportError(f"which paper table? {found}; choose one with --paper (e.g. mcad_tab3)")
 
 
+def paper_files(records, name: str, table: dict, digits: int, runs: list[Run], blanks) -> dict:
+    """Every file of --out by name, rendered in memory (text or PNG bytes)."""
+    notes = blanks.footnotes()
+    files = {
+        "report.md": markdown(records, name, table, digits, notes) + "\n",
+        "report.tex": latex(records, table, digits, notes),
+        "report.csv": csv_text(records),
+    }
+    return files | tradeoff_figures(records, table, [identity(*run) for run in runs])
+
+
+def write_files(folder: Path, files: dict) -> None:
+    """Each file atomically (a full disk leaves the previous one whole); then a figure this
+    report has no points for is removed, so that the folder holds one report, not two."""
+    written = []
+    for name, content in files.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        try:
+            write_atomic(folder / name, lambda f, data=data: f.write(data), "--out")
+        except OutputError as err:
+            done = f"replaced {', '.join(written)}; " if written else ""
+            raise OutputError(f"{err}; {done}left the other files as they were") from err
+        written.append(name)
+    for stale in {q.file_name for q in QUANTITIES} - set(files):
+        if (folder / stale).exists():
+            (folder / stale).unlink()
+            print(f"removed {folder / stale}: it was drawn from an earlier report")
+
+
 def paper_report(runs: list[Run], args: argparse.Namespace) -> str:
     name = chosen_table(runs, args.paper)
     table = paper_table(name)
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ReportError(f"--out {args.out} is a file; give a folder")
     digits = 2 if args.digits is None else args.digits
-    records = paper_records(runs, table)
+    blanks = Blanks()
+    records = paper_records(runs, table, blanks)
     if not records:
-        raise ReportError("no benchmark is scored in every run (val/<Set>/psnr_y in results.json)")
-    text = markdown(records, name, table, digits)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "report.md").write_text(text + "\n")
-        (args.out / "report.tex").write_text(latex(records, table, digits))
-        (args.out / "report.csv").write_text(csv_text(records))
-        write_tradeoffs(args.out, records, table, [identity(*run) for run in runs])
-    return text
+        raise ReportError("no benchmark is scored in any run (val/<Set>/psnr_y in results.json)")
+    if args.out is None:
+        return markdown(records, name, table, digits, blanks.footnotes())
+    ensure_writable_dir(args.out, "--out")
+    files = paper_files(records, name, table, digits, runs, blanks)
+    write_files(args.out, files)
+    return files["report.md"].rstrip("\n")
 
 
 def report(args: argparse.Namespace) -> str:
@@ -128,7 +166,12 @@ def report(args: argparse.Namespace) -> str:
         runs = [(overrides, deployed_metrics(result)) for overrides, result in runs]
     if args.eval_json:
         runs = eval_json_runs(runs, args.group, args.eval_json)
-    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    baseline = None
+    if args.baseline:
+        baseline = (
+            {"run_dir": str(args.baseline)},
+            {"val": read_scores(args.baseline, "--baseline")},
+        )
     return summarize(runs, args.group, digits, baseline, args.versus)
 
 

@@ -1,9 +1,19 @@
-"""A sweep's runs: each results.json with what tells the run apart (its tags and overrides)."""
+"""A sweep's runs: each results.json with what tells the run apart (its tags and overrides).
+
+Every results.json that train.py writes is read (strict JSON, a non-finite metric as null);
+anything else is refused in one line naming the file and what is wrong, and the whole report
+with it: a researcher would rather see a loud refusal than a table silently missing a run.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 from pathlib import Path
+
+RESULTS = "results.json"
 
 
 class ReportError(ValueError):
@@ -13,50 +23,160 @@ class ReportError(ValueError):
 Run = tuple[dict, dict]  # (what tells the run apart, its results.json)
 
 
-def _overrides(run_dir: Path) -> dict:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    lines = path.read_text().splitlines()
-    return dict(line.lstrip("- ").split("=", 1) for line in lines if "=" in line)
+def metric_key(benchmark: str, metric: str) -> str:
+    """The key of ``val`` train.py logs a benchmark's metric under (``val/Set5/psnr_y``)."""
+    return f"val/{benchmark}/{metric}_y"
 
 
-def _read_json(path: Path) -> dict:
+def scored_benchmarks(val: dict) -> set[str]:
+    """The benchmarks ``val`` holds a PSNR key for; a set name may itself hold a ``/``."""
+    head, tail = "val/", "/psnr_y"
+    return {k[len(head) : -len(tail)] for k in val if k.startswith(head) and k.endswith(tail)}
+
+
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(path.read_text())
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReportError(
+            f"{path}: not UTF-8 text (byte {err.start}); not a file we wrote"
+        ) from None
+
+
+class _NotStrictJson(Exception):
+    pass
+
+
+def _no_constant(name: str):
+    raise _NotStrictJson(f"holds {name}, which is not JSON (train.py writes null for it)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStrictJson(f"holds {text:.40}, a number too large for a float")
+    return value
+
+
+def _read_json(path: Path):
+    """Strict JSON, as :func:`srdistill.outputs.write_json` writes it."""
+    text = _read_text(path)
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as err:
         raise ReportError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    except _NotStrictJson as err:
+        raise ReportError(f"{path}: {err}") from None
+    except RecursionError:
+        raise ReportError(f"{path}: nested too deeply to be a results file") from None
 
 
 def _number_or_null(value) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
-def _checked(path: Path, result) -> dict:
-    """A results.json as train.py writes it: an object whose ``val`` maps metric names to
-    numbers, whose ``tags`` is an object and whose ``params`` and ``flops_g`` are numbers or
-    null; anything else is named, not half-read."""
+def _numbers(mapping) -> bool:
+    return isinstance(mapping, dict) and all(_number_or_null(v) for v in mapping.values())
+
+
+def _scores(table) -> bool:
+    """``{set: {"psnr": ..., "ssim": ...}}`` (eval.py's file, a final-table row)."""
+    return isinstance(table, dict) and all(
+        isinstance(v, dict) and all(_number_or_null(v.get(m)) for m in ("psnr", "ssim"))
+        for v in table.values()
+    )
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tags_ok(tags) -> bool:
+    """The tags the report reads are plain (any other tag may be anything: it is only shown)."""
+    if tags is None:
+        return True
+    plain = str | int | float | bool | None
+    return (
+        isinstance(tags, dict)
+        and all(isinstance(tags.get(key), plain) for key in ("table", "method", "scale", "seed"))
+        and all(_number_or_null(tags.get(key)) for key in ("params", "flops_g"))
+    )
+
+
+def _final_table_ok(table) -> bool:
+    return isinstance(table, dict) and all(_scores(row) for row in table.values())
+
+
+def _grad_share_ok(record) -> bool:
+    history = record.get("history", []) if isinstance(record, dict) else None
+    return isinstance(history, list) and all(_numbers(entry) for entry in history)
+
+
+def _problem(result) -> str | None:
+    """What makes ``result`` something train.py does not write, or None."""
     if not isinstance(result, dict):
-        raise ReportError(f"{path}: not a results.json (a JSON object is expected)")
-    val, tags = result.get("val", {}), result.get("tags", {})
-    if not isinstance(val, dict) or not all(_number_or_null(v) for v in val.values()):
-        raise ReportError(f"{path}: 'val' must map metric names to numbers")
-    if not isinstance(tags, dict | None):
-        raise ReportError(f"{path}: 'tags' must be an object")
-    for key in ("params", "flops_g"):  # the trade-off figures' x values
-        if not _number_or_null(result.get(key)):
-            raise ReportError(f"{path}: '{key}' must be a number or null")
-    scale = (tags or {}).get("scale")
-    if scale is not None and (isinstance(scale, bool) or not str(scale).isdigit()):
-        raise ReportError(f"{path}: tags.scale must be a whole number, got {scale!r:.40}")
+        return "not a results.json (a JSON object is expected)"
+    checks = (
+        (_numbers(result.get("val", {})), "'val' must map metric names to numbers or null"),
+        (_tags_ok(result.get("tags")), "'tags' must be an object; its table, method, scale, "
+         "seed plain values, its params, flops_g numbers"),
+        (_whole(result.get("steps", 0)), "'steps' must be a whole number"),
+        (_final_table_ok(result.get("comparison", {})), "'comparison' must map networks to "
+         "{set: {psnr, ssim}}"),
+        (_grad_share_ok(result.get("grad_share", {})), "'grad_share' must hold a 'history' "
+         "list of {name: number}"),
+        (_number_or_null(result.get("params")), "'params' must be a number or null"),
+        (_number_or_null(result.get("flops_g")), "'flops_g' must be a number or null"),
+    )  # fmt: skip
+    problem = next((message for ok, message in checks if not ok), None)
+    scale = (result.get("tags") or {}).get("scale")
+    if problem is None and scale is not None and not str(scale).isdigit():
+        problem = f"tags.scale must be a whole number, got {scale!r:.40}"
+    return problem
+
+
+def _checked(path: Path, result) -> dict:
+    problem = _problem(result)
+    if problem:
+        raise ReportError(f"{path}: {problem}")
     return result
+
+
+def _overrides(run_dir: Path) -> dict:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    lines = _read_text(path).splitlines()
+    return dict(line.lstrip("- ").split("=", 1) for line in lines if "=" in line)
+
+
+def _raise(err: OSError):
+    raise err
+
+
+def results_files(root: Path) -> list[Path]:
+    """Every results.json below ``root``, following symbolic links to run folders; a folder
+    reached a second time (two links to one run, a link to a folder above) is read once, with
+    one warning line, so that no run counts twice."""
+    found, seen = [], {}
+    for folder, subfolders, files in os.walk(root, onerror=_raise, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            print(f"warning: {folder} skipped: the same folder as {seen[real]}", file=sys.stderr)
+            subfolders.clear()
+            continue
+        seen[real] = folder
+        subfolders.sort()  # which of two links to one run is read does not depend on the disk
+        if RESULTS in files:
+            found.append(Path(folder) / RESULTS)
+    return sorted(found)
 
 
 def load_runs(roots: Path | list[Path]) -> list[Run]:
     """Every results.json below each root; a root without one is an error naming it."""
     runs = []
     for root in [roots] if isinstance(roots, Path) else roots:
-        paths = sorted(root.rglob("results.json")) if root.is_dir() else []
+        paths = results_files(root) if root.is_dir() else []
         if not paths:
             raise ReportError(f"{root}: no results.json below it; give the folder of a sweep")
         for path in paths:
@@ -85,11 +205,21 @@ def identity(args: dict, result: dict) -> dict:
     }
 
 
-def _as_val(metrics: dict) -> dict:
+def _as_val(scores: dict) -> dict:
     out = {}
-    for name, values in metrics.items():
-        out[f"val/{name}/psnr_y"], out[f"val/{name}/ssim_y"] = values["psnr"], values["ssim"]
+    for name, values in scores.items():
+        for metric in ("psnr", "ssim"):
+            if metric in values:
+                out[metric_key(name, metric)] = values[metric]
     return out
+
+
+def read_scores(path: Path, option: str) -> dict:
+    """An eval.py ``out=`` file (``{set: {psnr, ssim, ...}}``) in the shape of ``val``."""
+    scores = _read_json(path)
+    if not _scores(scores):
+        raise ReportError(f"{option}: {path} must map sets to {{psnr, ssim}} (eval.py out=)")
+    return _as_val(scores)
 
 
 def deployed_metrics(result: dict) -> dict:
@@ -107,9 +237,11 @@ def eval_json_runs(runs: list[Run], group: str, name: str) -> list[Run]:
         folder = Path(args["run_dir"])
         if not (folder / name).is_file():
             raise ReportError(f"--eval-json: {folder / name} does not exist")
-        scored.append((args, {**result, "val": _as_val(_read_json(folder / name))}))
+        scored.append((args, {**result, "val": read_scores(folder / name, "--eval-json")}))
         control = folder / "without_teacher" / name
         if control.is_file():
             label = f"{args.get(group, '?')} without teacher"
-            scored.append(({**args, group: label}, {**result, "val": _as_val(_read_json(control))}))
+            control_val = read_scores(control, "--eval-json")
+            scored.append(({**args, group: label, "run_dir": str(control.parent)},
+                           {**result, "val": control_val}))  # fmt: skip
     return scored

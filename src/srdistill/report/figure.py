@@ -10,8 +10,8 @@ which may be a different network."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 from srdistill.report.paper import paper_cost, paper_row
 from srdistill.report.tables import Record, scale_name
@@ -46,19 +46,21 @@ class Point:
     source: str  # "ours" or "paper"
 
 
+def points_benchmark(records: list[Record]) -> str | None:
+    """The benchmark the figures show: the records' last (the hardest)."""
+    return records[-1].benchmark if records else None
+
+
 def tradeoff_points(
     records: list[Record], table: dict, run_values: dict, quantity: Quantity = PARAMS
 ) -> list[Point]:
     """Ours and the paper's points on the last benchmark of the records (the hardest), at
     ``quantity``: ``run_values`` maps (scale, method) to the runs' count of it."""
-    psnr = [r for r in records if r.metric == "psnr"]
-    if not psnr:
-        return []
-    last = [r for r in psnr if r.benchmark == psnr[-1].benchmark]
+    last = [r for r in records if r.metric == "psnr" and r.benchmark == points_benchmark(records)]
     points = []
     for r in last:
         ours = run_values.get((r.scale, r.method))
-        if ours:
+        if ours and r.mean is not None:
             points.append(Point(r.scale, r.label, float(ours), r.mean, "ours"))
         theirs = paper_cost(table, paper_row(table, r.method, r.scale), quantity.key)
         if theirs and r.paper is not None:
@@ -66,49 +68,63 @@ def tradeoff_points(
     return points
 
 
-def write_tradeoff(
-    path: Path, points: list[Point], benchmark: str, quantity: Quantity = PARAMS
-) -> None:
+def _draw_scale(ax, points: list[Point], benchmark: str, quantity: Quantity) -> None:
+    """One scale's panel. Labels and the benchmark name are the runs' text: drawn as they read
+    (``parse_math=False``), never parsed as mathtext, which a stray ``$`` would make fail."""
+    from matplotlib.ticker import MaxNLocator
+
+    for source, marker in (("ours", "o"), ("paper", "x")):
+        chosen = [p for p in points if p.source == source]
+        if not chosen:
+            continue
+        label = "ours (mean over seeds)" if source == "ours" else "paper"
+        ax.scatter([p.x for p in chosen], [p.psnr for p in chosen], marker=marker, label=label)
+        for p in chosen:
+            ax.annotate(p.label, (p.x, p.psnr), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points", parse_math=False)  # fmt: skip
+    xs = [p.x for p in points]
+    if max(xs) > 10 * min(xs):  # a log axis over less than a decade has unreadable ticks
+        ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # wide labels (parameter counts)
+    ax.set_xlabel(quantity.axis_label)
+    ax.set_ylabel(f"{benchmark} PSNR-Y (dB)", parse_math=False)
+    ax.set_title(scale_name(points[0].scale))
+    ax.legend(fontsize=7)
+
+
+def render_tradeoff(points: list[Point], benchmark: str, quantity: Quantity = PARAMS) -> bytes:
+    """The figure as PNG bytes: rendered in memory, so that no file is touched until every
+    file of the report is ready."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     from matplotlib import pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     scales = sorted({p.scale for p in points}, key=lambda s: (s is None, s or 0))
     fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
-    for ax, scale in zip(axes[0], scales, strict=True):
-        for source, marker in (("ours", "o"), ("paper", "x")):
-            chosen = [p for p in points if p.scale == scale and p.source == source]
-            if not chosen:
-                continue
-            label = "ours (mean over seeds)" if source == "ours" else "paper"
-            ax.scatter([p.x for p in chosen], [p.psnr for p in chosen], marker=marker, label=label)
-            for p in chosen:
-                ax.annotate(
-                    p.label, (p.x, p.psnr), fontsize=7, xytext=(3, 3), textcoords="offset points"
-                )
-        xs = [p.x for p in points if p.scale == scale]
-        if max(xs) > 10 * min(xs):  # a log axis over less than a decade has unreadable ticks
-            ax.set_xscale("log")
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(4))  # wide labels (parameter counts)
-        ax.set_xlabel(quantity.axis_label)
-        ax.set_ylabel(f"{benchmark} PSNR-Y (dB)")
-        ax.set_title(scale_name(scale))
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        for ax, scale in zip(axes[0], scales, strict=True):
+            _draw_scale(ax, [p for p in points if p.scale == scale], benchmark, quantity)
+        fig.tight_layout()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return png.getvalue()
 
 
-def write_tradeoffs(folder: Path, records: list[Record], table: dict, runs: list[dict]) -> None:
-    """Every trade-off figure into ``folder``; ``runs`` are the runs' identities (scale, method
-    and the counts). A figure with no point is skipped with one line saying why."""
+def tradeoff_figures(records: list[Record], table: dict, runs: list[dict]) -> dict[str, bytes]:
+    """Every trade-off figure by file name; ``runs`` are the runs' identities (scale, method
+    and the counts). A figure with no point is left out with one line saying why."""
+    figures = {}
     for quantity in QUANTITIES:
         run_values = {(who["scale"], who["method"]): who[quantity.key] for who in runs}
         points = tradeoff_points(records, table, run_values, quantity)
         if points:
-            write_tradeoff(folder / quantity.file_name, points, records[-1].benchmark, quantity)
+            figures[quantity.file_name] = render_tradeoff(
+                points, points_benchmark(records), quantity
+            )
         else:
             print(f"no {quantity.file_name}: neither the runs nor the paper give {quantity.noun}")
+    return figures

@@ -12,7 +12,9 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from srdistill.report.collect import Run, identity
+from srdistill.report.cells import Blanks
+from srdistill.report.collect import Run, identity, metric_key, scored_benchmarks
+from srdistill.report.escape import latex_text, markdown_cell, markdown_row, markdown_rule
 from srdistill.report.paper import paper_row, paper_value, row_keys
 from srdistill.report.summary import benchmarks
 
@@ -31,13 +33,13 @@ class Record:
     n: int
     benchmark: str
     metric: str
-    mean: float
-    std: float
+    mean: float | None  # None: a blank cell (a run of it holds no number there)
+    std: float | None
     paper: float | None
 
     @property
     def diff(self) -> float | None:
-        return None if self.paper is None else self.mean - self.paper
+        return None if self.paper is None or self.mean is None else self.mean - self.paper
 
 
 def _method_order(table: dict, methods: set[str]) -> list[str]:
@@ -49,36 +51,45 @@ def _method_order(table: dict, methods: set[str]) -> list[str]:
 
 
 def run_benchmarks(runs: list[Run]) -> list[str]:
-    """The benchmarks every run was scored on."""
-    per_run = [
-        {key.split("/")[1] for key in r.get("val", {}) if key.endswith("/psnr_y")} for _, r in runs
-    ]
-    return benchmarks(set.intersection(*per_run) if per_run else set())
+    """The benchmarks any run was scored on (a run scored on fewer has blank cells)."""
+    return benchmarks(s for _, r in runs for s in scored_benchmarks(r.get("val", {})))
 
 
-def paper_records(runs: list[Run], table: dict) -> list[Record]:
-    grouped: dict[tuple, list[dict]] = defaultdict(list)
-    for args, result in runs:
-        who = identity(args, result)
-        grouped[(who["scale"], who["method"])].append(result["val"])
+def _grouped(runs: list[Run]) -> dict[tuple, list[Run]]:
+    """(scale, method) -> its runs."""
+    grouped: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        who = identity(*run)
+        grouped[(who["scale"], who["method"])].append(run)
+    return grouped
+
+
+def _record(runs: list[Run], row: dict | None, method, benchmark, metric, blanks) -> Record:
+    values = blanks.values(runs, "val", metric_key(benchmark, metric))
+    mean = None if values is None else statistics.fmean(values)
+    std = None if values is None else statistics.stdev(values) if len(values) > 1 else 0.0
+    label = row["label"] if row else method
+    scale = identity(*runs[0])["scale"]
+    paper = paper_value(row, benchmark, metric)
+    return Record(scale, method, label, len(runs), benchmark, metric, mean, std, paper)
+
+
+def paper_records(runs: list[Run], table: dict, blanks: Blanks | None = None) -> list[Record]:
+    """A record per method, scale, benchmark and metric; a mean is None (a blank cell) where a
+    run of it holds no number, and ``blanks`` says why."""
+    blanks = Blanks() if blanks is None else blanks
+    grouped = _grouped(runs)
     sets = run_benchmarks(runs)
     methods = _method_order(table, {method for _, method in grouped})
     records = []
     for scale in sorted({s for s, _ in grouped}, key=lambda s: (s is None, s or 0)):
         for method in (m for m in methods if (scale, m) in grouped):
-            vals = grouped[(scale, method)]
             row = paper_row(table, method, scale)
-            label = row["label"] if row else method
-            for benchmark in sets:
-                for metric in METRICS:
-                    values = [v[f"val/{benchmark}/{metric}_y"] for v in vals]
-                    std = statistics.stdev(values) if len(values) > 1 else 0.0
-                    records.append(
-                        Record(
-                            scale, method, label, len(values), benchmark, metric,
-                            statistics.fmean(values), std, paper_value(row, benchmark, metric),
-                        )
-                    )  # fmt: skip
+            records += [
+                _record(grouped[(scale, method)], row, method, benchmark, metric, blanks)
+                for benchmark in sets
+                for metric in METRICS
+            ]
     return records
 
 
@@ -108,63 +119,57 @@ def _num(value: float | None, places: int, sign: bool = False) -> str:
     return f"{value:+.{places}f}" if sign else f"{value:.{places}f}"
 
 
-def markdown(records: list[Record], table_name: str, table: dict, digits: int) -> str:
+def _triple(r: Record, digits: int, tex: bool = False) -> list[str]:
+    """Ours (mean ± std), the paper's and ours - paper, as text or as LaTeX math; ours and the
+    difference blank where a run holds no number."""
+    places = _digits(r.metric, digits)
+    if r.mean is None:
+        return ["", _num(r.paper, places), ""]
+    pm, wrap = (r"\pm", "${}$") if tex else ("±", "{}")
+    ours = wrap.format(f"{r.mean:.{places}f} {pm} {r.std:.{places}f}")
+    return [ours, _num(r.paper, places), wrap.format(_num(r.diff, places, sign=True))]
+
+
+def _method_rows(methods: dict, columns: list, digits: int, tex: bool = False):
+    """Per method: its label, n and the triple of every column (the label unescaped)."""
+    for cells in methods.values():
+        first = next(iter(cells.values()))
+        yield [first.label, str(first.n)] + [
+            text for column in columns for text in _triple(cells[column], digits, tex)
+        ]
+
+
+def markdown(records: list[Record], table_name: str, table: dict, digits: int, footnotes=()) -> str:
     columns = _columns(records)
-    lines = [f"## {table_name}: {table['caption']}", ""]
+    lines = [f"## {markdown_cell(table_name)}: {markdown_cell(table['caption'])}", ""]
     for scale, methods in _blocks(records).items():
         head = ["method", "n"]
         for benchmark, metric in columns:
             name = f"{benchmark} {metric.upper()}"
             head += [name, f"{name} paper", f"{name} diff"]
         lines += [f"### {scale_name(scale)}", ""]
-        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-        for cells in methods.values():
-            first = next(iter(cells.values()))
-            row = [first.label, str(first.n)]
-            for column in columns:
-                r = cells[column]
-                places = _digits(r.metric, digits)
-                row += [
-                    f"{r.mean:.{places}f} ± {r.std:.{places}f}",
-                    _num(r.paper, places),
-                    _num(r.diff, places, sign=True),
-                ]
-            lines.append("| " + " | ".join(row) + " |")
+        lines += [markdown_row(head), markdown_rule(len(head))]
+        lines += [markdown_row(row) for row in _method_rows(methods, columns, digits)]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + [markdown_cell(note) for note in footnotes])
 
 
-def _tex(text: str) -> str:
-    for char in "\\&%$#_{}":
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def latex(records: list[Record], table: dict, digits: int) -> str:
-    """One plain ``tabular`` per scale: ours (mean $\\pm$ std), the paper's, the difference."""
+def latex(records: list[Record], table: dict, digits: int, footnotes=()) -> str:
+    """One plain ``tabular`` per scale: ours (mean $\\pm$ std), the paper's, the difference;
+    every text from the runs or the paper escaped, so none of it is a TeX command."""
     columns = _columns(records)
-    out = [f"% {_tex(table['caption'])}"]
+    out = [f"% {latex_text(table['caption'])}"]
     for scale, methods in _blocks(records).items():
         spec = "lr" + "rrr" * len(columns)
         head = ["Method", "$n$"]
         for benchmark, metric in columns:
-            head += [f"{benchmark} {metric.upper()}", "paper", "$\\Delta$"]
+            head += [f"{latex_text(benchmark)} {metric.upper()}", "paper", "$\\Delta$"]
         out += [f"% {scale_name(scale)}", f"\\begin{{tabular}}{{{spec}}}", "\\hline"]
         out += [" & ".join(head) + " \\\\", "\\hline"]
-        for cells in methods.values():
-            first = next(iter(cells.values()))
-            row = [_tex(first.label), str(first.n)]
-            for column in columns:
-                r = cells[column]
-                places = _digits(r.metric, digits)
-                row += [
-                    f"${r.mean:.{places}f} \\pm {r.std:.{places}f}$",
-                    _num(r.paper, places),
-                    f"${_num(r.diff, places, sign=True)}$",
-                ]
-            out.append(" & ".join(row) + " \\\\")
+        for label, *cells in _method_rows(methods, columns, digits, tex=True):
+            out.append(" & ".join([latex_text(label), *cells]) + " \\\\")
         out += ["\\hline", "\\end{tabular}", ""]
-    return "\n".join(out)
+    return "\n".join(out + [f"% {latex_text(note)}" for note in footnotes])
 
 
 def csv_text(records: list[Record]) -> str:
@@ -174,7 +179,8 @@ def csv_text(records: list[Record]) -> str:
     writer.writerow(CSV_FIELDS)
     for r in records:
         writer.writerow(
-            [r.scale, r.method, r.label, r.n, r.benchmark, r.metric, r.mean, r.std]
+            [r.scale, r.method, r.label, r.n, r.benchmark, r.metric]
+            + ["" if r.mean is None else r.mean, "" if r.std is None else r.std]
             + ["" if r.paper is None else r.paper, "" if r.diff is None else r.diff]
         )
     return buffer.getvalue()

@@ -11,6 +11,7 @@ from PIL import Image
 
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import to_uint8_image
+from srdistill.outputs import write_atomic
 
 
 def sample_strip(lq: torch.Tensor, gt: torch.Tensor, student, teacher=None) -> torch.Tensor:
@@ -41,9 +42,9 @@ class SampleStrips(Callback):
         scale = batch["gt"].shape[-1] // batch["lq"].shape[-1]
         lq, gt = batch["lq"][0, :, :size, :size], batch["gt"][0, :, : size * scale, : size * scale]
         strip = sample_strip(lq, gt, pl_module.eval_student, pl_module.teacher)
-        folder = Path(trainer.default_root_dir) / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_uint8_image(strip)).save(folder / f"step_{step:07d}.png")
+        path = Path(trainer.default_root_dir) / "samples" / f"step_{step:07d}.png"
+        image = Image.fromarray(to_uint8_image(strip))
+        write_atomic(path, lambda f: image.save(f, format="PNG"), "sample strip")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(

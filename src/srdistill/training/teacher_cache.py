@@ -73,17 +73,20 @@ class TeacherOutputCache(Callback):
 
     def _outputs(self, trainer, pl_module, part, key) -> teacher_cache.TeacherOutputs:
         directory = teacher_cache.cache_dir(self.root, key)
-        found = teacher_cache.TeacherOutputs.open(directory, key)
+        found = teacher_cache.TeacherOutputs.open(directory, key, part)
         if found is not None:
             log.info("teacher-output cache: %d images from %s", len(found), directory)
             return found
         start = time.perf_counter()
-        self._build_share(trainer, pl_module, part, directory)
+        if trainer.is_global_zero:  # before any rank writes: a killed build's leftovers go
+            teacher_cache.prepare(directory, key)
+        trainer.strategy.barrier("teacher_cache_prepared")
+        self._build_share(trainer, pl_module, part, directory, key)
         trainer.strategy.barrier("teacher_cache_built")
         if trainer.is_global_zero:
             teacher_cache.finish(part, directory, key)
         trainer.strategy.barrier("teacher_cache_sealed")
-        outputs = teacher_cache.TeacherOutputs.open(directory, key)
+        outputs = teacher_cache.TeacherOutputs.open(directory, key, part)
         if outputs is None:
             raise RuntimeError(f"teacher-output cache {directory} was not sealed by rank 0")
         log.info(
@@ -94,7 +97,7 @@ class TeacherOutputCache(Callback):
         )
         return outputs
 
-    def _build_share(self, trainer, pl_module, part, directory: Path) -> None:
+    def _build_share(self, trainer, pl_module, part, directory: Path, key: dict) -> None:
         """This rank's images (every world_size-th), batched by size, tiled when large."""
         device = pl_module.device
         share = range(trainer.global_rank, len(part.hr_files), trainer.world_size)
@@ -110,5 +113,5 @@ class TeacherOutputCache(Callback):
             disable=not trainer.is_global_zero,
         ) as bar:
             teacher_cache.build_entries(
-                part, forward, directory, self.dtype, share, self.batch_size, bar.update
+                part, forward, directory, key, share, self.batch_size, bar.update
             )

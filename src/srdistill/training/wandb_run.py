@@ -34,19 +34,40 @@ def run_name(tags: Mapping, lora: str | None = None) -> str:
     return f"{tags['method']}-{arch}_x{tags['scale']}_seed{tags['seed']}"
 
 
+def _tags_by_option(tags: Mapping, lora: str | None) -> list[tuple[str, str]]:
+    """Each W&B tag of the run beside the option that sets it."""
+    listed = [
+        ("tags.backbone", f"backbone={tags['backbone']}"),
+        ("tags.method", f"method={tags['method']}"),
+        ("lora", f"lora={_lora_name(lora) or 'none'}"),
+        ("tags.scale", f"x{tags['scale']}"),
+        ("tags.seed", f"seed={tags['seed']}"),
+    ]
+    if tags.get("table") is not None:
+        listed.append(("tags.table", f"table={tags['table']}"))
+    return listed
+
+
 def run_tag_list(tags: Mapping, lora: str | None = None) -> list[str]:
     """``backbone=``, ``method=``, ``lora=``, ``x<scale>``, ``seed=`` and ``table=`` when set:
     the fields a dashboard filters a sweep's runs by."""
-    listed = [
-        f"backbone={tags['backbone']}",
-        f"method={tags['method']}",
-        f"lora={_lora_name(lora) or 'none'}",
-        f"x{tags['scale']}",
-        f"seed={tags['seed']}",
-    ]
-    if tags.get("table") is not None:
-        listed.append(f"table={tags['table']}")
-    return listed
+    return [tag for _, tag in _tags_by_option(tags, lora)]
+
+
+# W&B refuses a run with a longer tag (wandb.sdk.wandb_settings, validate_run_tags), and only
+# when the logger starts, after the models are built; it restricts no characters
+MAX_TAG_LENGTH = 64
+
+
+def check_run_tags(tags: Mapping, lora: str | None = None) -> None:
+    """Every W&B tag of the run fits W&B's limit; the error names the option that makes it."""
+    for option, tag in _tags_by_option(tags, lora):
+        if len(tag) > MAX_TAG_LENGTH:
+            shown = f"{tag[:40]}..." if len(tag) > 43 else tag
+            raise ValueError(
+                f"{option}: the W&B tag '{shown}' is {len(tag)} characters, W&B takes at most "
+                f"{MAX_TAG_LENGTH}; shorten {option}"
+            )
 
 
 def run_group(experiment: str | None) -> str | None:

@@ -46,3 +46,16 @@ def test_required_options_are_named_together():
 def test_scale_must_be_a_positive_integer(scale):
     with pytest.raises(ValueError, match="scale="):
         check_scale(scale)
+
+
+def test_a_callback_set_to_null_is_switched_off(tmp_path):
+    from srdistill.cli.builders import build_trainer
+    from srdistill.training.callbacks import SampleStrips
+    from srdistill.training.checkpointing import LastCheckpoint
+
+    overrides = ["experiment=smoke", f"run_dir={tmp_path}", "logger=[]"]
+    with_strips = build_trainer(compose_config("train", overrides), loggers=False)
+    assert any(isinstance(c, SampleStrips) for c in with_strips.callbacks)
+    trainer = build_trainer(compose_config("train", [*overrides, "callbacks.samples=null"]), False)
+    assert not any(isinstance(c, SampleStrips) for c in trainer.callbacks)
+    assert any(isinstance(c, LastCheckpoint) for c in trainer.callbacks)

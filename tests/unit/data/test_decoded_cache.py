@@ -1,13 +1,18 @@
-"""The decoded-image cache (``decoded_cache=True``): uint8 .npy files read memory-mapped.
+"""The decoded-image cache (``decoded_cache=True``): uint8 .npy entries read memory-mapped.
 
-A cached read must equal a fresh decode, a changed source must never be served from an old entry,
-and a cache file that is not exactly what the cache writes (half-written, truncated, another
-dtype or size, pickled objects) must be ignored and rewritten, never unpickled.
+A cached read must equal a fresh decode, a changed source must never be served from an old entry
+(whatever its size and mtime), and a cache file that is not exactly what the cache wrote for that
+source (half-written, truncated, another dtype or size, pickled objects, another image's entry,
+edited bytes, a link, a FIFO) must be ignored and rewritten, never unpickled or served.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +20,9 @@ import pytest
 import torch
 
 import srdistill.data.paired as paired_module
+from srdistill import checksums
 from srdistill.data.bicubic import imresize
-from srdistill.data.decoded_cache import read_decoded, write_decoded
+from srdistill.data.decoded_cache import EntryError, read_decoded, read_entry, write_decoded
 from srdistill.data.images import mod_crop
 from srdistill.data.paired import PairedImageDataset
 from tests.helpers.images import write_png
@@ -39,6 +45,28 @@ def folder(tmp_path: Path, image: np.ndarray) -> Path:
 
 def dataset(hr_root: Path, cache: Path, **kwargs) -> PairedImageDataset:
     return PairedImageDataset(hr_root, SCALE, PATCH, lr_cache_dir=cache, **kwargs)
+
+
+def hr_identity(ds: PairedImageDataset, index: int = 0) -> str:
+    """What the decoded HR entry of image ``index`` records it is (its source's digest)."""
+    return f"decoded:{ds.source_digest(ds.hr_files[index])}:mod{SCALE}"
+
+
+@contextmanager
+def fails_instead_of_hanging(seconds: float = 5.0):
+    """A blocking call (say, opening a FIFO for reading) raises TimeoutError instead of hanging
+    the test run: a signal handler that raises ends the interrupted system call."""
+
+    def expire(signum, frame):
+        raise TimeoutError("blocked: the call did not return")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Payload:
@@ -108,12 +136,100 @@ class TestInvalidation:
         np.testing.assert_array_equal(hr, photo[-48:, -48:])
         np.testing.assert_array_equal(lr, imresize(photo[-48:, -48:], scale=1 / SCALE))
 
+    @pytest.mark.parametrize("decoded", [True, False])
+    def test_replaced_source_with_the_old_mtime_is_decoded_again(self, tmp_path, photo, decoded):
+        """``touch -r``: another image of the same pixel size given the old one's mtime; the
+        HR and the LR served are the new image's, with or without the decoded cache."""
+        hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
+        source = hr_root / "sub" / "photo.png"
+        reference = write_png(tmp_path / "reference.png", photo[:8, :8])
+        subprocess.run(["touch", "-r", str(source), str(reference)], check=True)
+        dataset(hr_root, cache, decoded_cache=decoded).load_pair(0)
+        write_png(source, photo[-48:, -48:])
+        subprocess.run(["touch", "-r", str(reference), str(source)], check=True)
+        lr, hr = dataset(hr_root, cache, decoded_cache=decoded).load_pair(0)
+        np.testing.assert_array_equal(hr, photo[-48:, -48:])
+        np.testing.assert_array_equal(lr, imresize(photo[-48:, -48:], scale=1 / SCALE))
+
     def test_entry_of_another_size_under_the_same_key_is_not_served(self, tmp_path, photo):
         hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
         ds = dataset(hr_root, cache, decoded_cache=True)
-        # a tool that kept name, byte size and mtime: only the pixel size tells them apart
-        write_decoded(ds.decoded_cache_path(0), photo[:40, :48])
+        write_decoded(ds.decoded_cache_path(0), photo[:40, :48], hr_identity(ds))
         np.testing.assert_array_equal(ds.load_pair(0)[1], photo[:48, :48])
+
+    @pytest.mark.parametrize("how", ["copied", "linked"])
+    def test_another_images_entry_put_in_place_is_not_served(self, tmp_path, photo, how):
+        write_png(tmp_path / "hr" / "a.png", photo[:48, :48])
+        write_png(tmp_path / "hr" / "b.png", photo[-48:, -48:])
+        cache = tmp_path / "cache"
+        ds = dataset(tmp_path / "hr", cache, decoded_cache=True)
+        ds.load_pair(0), ds.load_pair(1)
+        entry_a, entry_b = ds.decoded_cache_path(0), ds.decoded_cache_path(1)
+        entry_a.unlink()
+        if how == "copied":
+            shutil.copyfile(entry_b, entry_a)
+        else:
+            entry_a.symlink_to(entry_b)
+        np.testing.assert_array_equal(
+            dataset(tmp_path / "hr", cache, decoded_cache=True).load_pair(0)[1], photo[:48, :48]
+        )
+        assert not entry_a.is_symlink()  # replaced by a good entry; b's entry untouched
+        np.testing.assert_array_equal(np.load(entry_b), photo[-48:, -48:])
+
+    def test_an_edited_entry_is_not_served(self, tmp_path, photo):
+        hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
+        ds = dataset(hr_root, cache, decoded_cache=True)
+        ds.load_pair(0)
+        entry = ds.decoded_cache_path(0)
+        data = bytearray(entry.read_bytes())
+        data[200] ^= 0xFF  # one pixel byte: header, shape and trailer intact
+        entry.write_bytes(bytes(data))
+        with pytest.raises(EntryError, match="checksum"):
+            read_entry(entry, hr_identity(ds), (48, 48, 3), np.uint8)
+        np.testing.assert_array_equal(
+            dataset(hr_root, cache, decoded_cache=True).load_pair(0)[1], photo[:48, :48]
+        )
+
+    def test_a_fifo_entry_is_replaced_without_blocking(self, tmp_path, photo):
+        hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
+        ds = dataset(hr_root, cache, decoded_cache=True)
+        for path in (ds.decoded_cache_path(0), ds.lr_cache_path(0)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.mkfifo(tmp_path / f"fifo-{path.name}")
+            path.symlink_to(tmp_path / f"fifo-{path.name}")
+        os.mkfifo(tmp_path / "direct")
+        with fails_instead_of_hanging():
+            lr, hr = dataset(hr_root, cache, decoded_cache=True).load_pair(0)
+            with pytest.raises(EntryError, match="not a regular file"):
+                read_entry(tmp_path / "direct", "x", (1, 1, 3), np.uint8)
+        np.testing.assert_array_equal(hr, photo[:48, :48])
+        assert ds.decoded_cache_path(0).is_file() and not ds.decoded_cache_path(0).is_symlink()
+
+
+def test_a_full_disk_names_the_entry(tmp_path, photo, monkeypatch):
+    hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
+    ds = dataset(hr_root, cache, decoded_cache=True)
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match=r"cannot write .*photo\.png\..*\.npy \(No space left"):
+        ds.load_pair(0)
+    assert not list(cache.rglob("*.tmp"))
+
+
+def test_hashing_reads_each_source_once_per_dataset(tmp_path, photo, monkeypatch):
+    """The content digests are computed when the dataset is built, never per patch."""
+    hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
+    calls = []
+    real = checksums.file_sha256
+    monkeypatch.setattr(paired_module, "file_sha256", lambda p: calls.append(p) or real(p))
+    ds = dataset(hr_root, cache, decoded_cache=True)
+    assert calls == [hr_root / "sub" / "photo.png"]
+    for seed in range(3):
+        ds[(0, seed)]
+    assert len(calls) == 1
 
 
 def crafted_files(marker: Path) -> dict[str, bytes | np.ndarray]:
@@ -132,7 +248,8 @@ def crafted_files(marker: Path) -> dict[str, bytes | np.ndarray]:
 def test_crafted_or_half_written_entry_is_never_served(tmp_path, photo, kind):
     marker = tmp_path / "unpickled"
     hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
-    path = dataset(hr_root, cache, decoded_cache=True).decoded_cache_path(0)
+    ds = dataset(hr_root, cache, decoded_cache=True)
+    path = ds.decoded_cache_path(0)
     path.parent.mkdir(parents=True)
     content = crafted_files(marker)[kind]
     if isinstance(content, bytes):
@@ -141,9 +258,9 @@ def test_crafted_or_half_written_entry_is_never_served(tmp_path, photo, kind):
         np.save(path, content, allow_pickle=True)
         if kind == "truncated":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    assert read_decoded(path, (48, 48, 3)) is None
+    assert read_decoded(path, hr_identity(ds), (48, 48, 3)) is None
     lr, hr = dataset(hr_root, cache, decoded_cache=True).load_pair(0)
     np.testing.assert_array_equal(hr, photo[:48, :48])
     assert not marker.exists()
     # rewritten in place: the next run is served the right image
-    np.testing.assert_array_equal(read_decoded(path, (48, 48, 3)), photo[:48, :48])
+    np.testing.assert_array_equal(read_decoded(path, hr_identity(ds), (48, 48, 3)), photo[:48, :48])

@@ -253,13 +253,13 @@ class TestGeneratedLR:
         write_png(hr_root / "sub" / "photo.png", photo[:40, :36])
         first = PairedImageDataset(hr_root, 4, 4, lr_cache_dir=cache)
         expected = first.load_pair(0)[0]
-        cached = sorted(cache.rglob("*.png"))
-        stat = (hr_root / "sub" / "photo.png").stat()
-        assert [p.name for p in cached] == [f"photo.png.{stat.st_size}-{stat.st_mtime_ns}x4.png"]
+        cached = sorted(cache.rglob("*.npy"))
+        digest = first.source_digest(hr_root / "sub" / "photo.png")
+        assert [p.name for p in cached] == [f"photo.png.{digest[:32]}x4.lr.npy"]
         assert cached == [first.lr_cache_path(0)]
         assert cached[0].parent.name == "sub" and cached[0].parent.parent.name == "X4"
         assert not list(cache.rglob("*.tmp*"))
-        np.testing.assert_array_equal(read_rgb(cached[0])[0], expected)
+        np.testing.assert_array_equal(np.load(cached[0], allow_pickle=False), expected)
 
         def fail(*args, **kwargs):
             raise AssertionError("imresize called although the LR is cached on disk")
@@ -279,7 +279,7 @@ class TestGeneratedLR:
         lr_two = PairedImageDataset(tmp_path / "two", 2, 4, lr_cache_dir=cache).load_pair(0)[0]
         np.testing.assert_array_equal(lr_one, imresize(photo[:32, :32], scale=0.5))
         np.testing.assert_array_equal(lr_two, imresize(photo[-32:, -32:], scale=0.5))
-        assert len(list(cache.rglob("*.png"))) == 2
+        assert len(list(cache.rglob("*.lr.npy"))) == 2
 
     def test_disk_cache_separates_files_differing_only_in_suffix(self, tmp_path, photo):
         cache = tmp_path / "cache"
@@ -297,7 +297,7 @@ class TestGeneratedLR:
         for scale in (2, 3, 4):
             lr = PairedImageDataset(tmp_path / "hr", scale, 4, lr_cache_dir=cache).load_pair(0)[0]
             assert lr.shape == (48 // scale, 48 // scale, 3)
-        assert sorted(p.parent.name for p in cache.rglob("*.png")) == ["X2", "X3", "X4"]
+        assert sorted(p.parent.name for p in cache.rglob("*.lr.npy")) == ["X2", "X3", "X4"]
 
 
 class TestErrorsAndLength:

@@ -151,3 +151,17 @@ def test_val_set_reads_as_benchmark(sample_root):
     ds = BenchmarkDataset(sample_root, VAL_SET, 4)
     assert [ds[i]["name"] for i in range(len(ds))] == sorted(VAL_PHOTOS)
     assert ds[0]["gt"].shape == (3, 300, 448)  # chelsea 300x451, mod-cropped
+
+
+def test_a_full_disk_names_the_photo_file_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(samples, "load_photo", lambda name: np.zeros((4, 6, 3), "u1"))
+
+    def disk_full(self, fp, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(OSError) as err:
+        materialize_samples(tmp_path)
+    target = tmp_path / TRAIN_SET / "HR" / f"{TRAIN_PHOTOS[0]}.png"
+    assert str(err.value) == f"sample photos: cannot write {target} (No space left on device)"
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

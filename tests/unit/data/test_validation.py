@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import re
+import os
 import warnings
 
 import numpy as np
@@ -130,16 +130,31 @@ class TestCacheFollowsContent:
         lr, hr = ds.load_pair(0)
         np.testing.assert_array_equal(hr, photo[:32, :48])
         np.testing.assert_array_equal(lr, imresize(photo[:32, :48], scale=0.25))
-        assert len(list(cache.rglob("*.png"))) == 2  # the old entry is not served, not reused
+        assert len(list(cache.rglob("*.lr.npy"))) == 2  # the old entry is not served, not reused
 
-    def test_mismatched_cache_file_is_detected(self, tmp_path, photo):
+    def test_replaced_hr_with_the_old_size_and_mtime_gets_a_new_lr(self, tmp_path, photo):
+        """Same name, pixel size, byte size and mtime (``touch -r``): only the bytes differ."""
         hr_root, cache = tmp_path / "hr", tmp_path / "cache"
-        hr_path = write_png(hr_root / "0001.png", photo[:64, :64])
+        old, new = photo[:64, :64], np.ascontiguousarray(photo[:64, :64][::-1])
+        path = hr_root / "0001.bmp"  # BMP: the byte size follows from the pixel size
+        hr_root.mkdir()
+        path.write_bytes(encoded(old, "BMP"))
+        stat = path.stat()
+        PairedImageDataset(hr_root, 4, 4, lr_cache_dir=cache).load_pair(0)
+        path.write_bytes(encoded(new, "BMP"))
+        assert path.stat().st_size == stat.st_size
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        lr, hr = PairedImageDataset(hr_root, 4, 4, lr_cache_dir=cache).load_pair(0)
+        np.testing.assert_array_equal(hr, new)
+        np.testing.assert_array_equal(lr, imresize(new, scale=0.25))
+
+    def test_foreign_file_in_place_of_a_cache_entry_is_replaced(self, tmp_path, photo):
+        hr_root, cache = tmp_path / "hr", tmp_path / "cache"
+        write_png(hr_root / "0001.png", photo[:64, :64])
         ds = PairedImageDataset(hr_root, 4, 4, lr_cache_dir=cache)
         cached = ds.lr_cache_path(0)
-        write_png(cached, photo[:32, :32])  # a 32x32 LR for a 64x64 HR at x4
-        with pytest.raises(ValueError) as err:
-            ds.load_pair(0)
-        message = str(err.value)
-        assert str(cached) in message and str(hr_path) in message
-        assert re.search(r"LR size 32x32 does not match HR .*64x64", message)
+        cached.parent.mkdir(parents=True)
+        np.save(cached, photo[:16, :16])  # an LR of the right size, not this HR's: no trailer
+        lr, _ = ds.load_pair(0)
+        np.testing.assert_array_equal(lr, imresize(photo[:64, :64], scale=0.25))
+        np.testing.assert_array_equal(np.load(cached), lr)  # rewritten: the next run reads it

@@ -193,3 +193,21 @@ def test_student_weights_come_from_a_run_checkpoint(tmp_path):
     torch.save({"params": {}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not a srdistill training checkpoint"):
         network_weights_from_run(tmp_path / "other.pth")
+
+
+def test_a_zip_that_unpacks_to_far_more_than_it_holds_is_refused_before_loading(tmp_path):
+    import zipfile
+
+    plain = tmp_path / "plain.pth"
+    torch.save({"w": torch.zeros(64, 1024)}, plain)  # 256 KiB of zeros, stored as they are
+    assert read_state_dict(plain)["w"].shape == (64, 1024)
+    crafted = tmp_path / "crafted.pth"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(crafted, "w") as packed:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("/data/0"):
+                data = bytes(200 << 20)  # 200 MiB of zeros deflate to about 200 KiB
+            packed.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+    assert crafted.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match=r"unpack to 209,7\d\d,\d\d\d bytes from a"):
+        read_state_dict(crafted, "teacher.ckpt")

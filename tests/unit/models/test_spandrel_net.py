@@ -63,3 +63,52 @@ def test_without_spandrel_the_error_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_spandrel)
     with pytest.raises(ValueError, match=r"srdistill\[spandrel\]"):
         SpandrelModel(scale=2).build(tmp_path / "c.pth", "ckpt")
+
+
+def span_state(channels: int) -> dict:
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    return SPAN(num_in_ch=3, num_out_ch=3, feature_channels=channels, upscale=2).state_dict()
+
+
+PEAK_GROWTH = """
+import resource, sys
+from srdistill.models.spandrel_net import SpandrelModel
+import spandrel
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    SpandrelModel(scale=2).build(sys.argv[1], "ckpt")
+except Exception as err:
+    print(type(err).__name__, err)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, "MiB")
+"""
+
+
+def test_a_file_declaring_more_channels_than_it_holds_is_refused_before_allocating(tmp_path):
+    import subprocess
+    import sys
+
+    state = span_state(4)
+    # a 4.6 KB tensor declaring 384 channels: spandrel would size a 0.5 GB SPAN from it
+    state["conv_1.sk.weight"] = torch.zeros(384, 3, 1, 1)
+    torch.save(state, tmp_path / "crafted.pth")
+    # a process of its own: peak memory (ru_maxrss) only ever grows in this one
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_GROWTH, str(tmp_path / "crafted.pth")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    error, growth = done.stdout.strip().splitlines()
+    assert error.startswith("CheckpointError") and "cannot load it" in error, done.stderr[-2000:]
+    assert int(growth.split()[0]) < 64, growth
+
+
+def test_tensors_expanded_from_a_few_stored_values_are_refused(tmp_path):
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in span_state(160).items()}
+    # torch.save stores one value per tensor; the shapes declare 94 MiB
+    torch.save({k: torch.zeros(1).expand(s) for k, s in shapes.items()}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match=r"x\.pth: its tensors declare 94 MiB from a \d+ KiB"):
+        SpandrelModel(scale=2).build(tmp_path / "x.pth", "ckpt")

@@ -131,6 +131,46 @@ def test_an_entry_without_checksum_needs_a_pin_and_says_how(tmp_path):
         zoo.verify(path, tiny_entry(), pin="0" * 64)
 
 
+@pytest.mark.parametrize("pin", ["2", DIGEST[:8], DIGEST + "0", 12345678, 1.5, "g" * 64])
+def test_a_pin_that_is_not_a_whole_sha256_is_refused_naming_the_option(tmp_path, pin):
+    path = tmp_path / "w.pt"
+    path.write_bytes(CONTENT)
+    for item in (tiny_entry(), tiny_entry(sha256=DIGEST), None):
+        with pytest.raises(zoo.ZooError) as err:
+            zoo.verify(path, item, pin=pin)
+        message = one_line(err.value)
+        assert "teacher.sha256=" in message and "64 hex digits" in message
+
+
+def test_a_published_sha256_cannot_be_overridden_by_a_pin(tmp_path):
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"another file the user happens to have")
+    other_digest = hashlib.sha256(other.read_bytes()).hexdigest()
+    for published in (tiny_entry(sha256=DIGEST), tiny_entry(sha256_prefix=DIGEST[:8])):
+        with pytest.raises(zoo.ZooError) as err:
+            zoo.verify(other, published, pin=other_digest)
+        assert "cannot be overridden" in one_line(err.value)
+    # repeating the published hash (or extending its prefix) is allowed
+    path = tmp_path / "w.pt"
+    path.write_bytes(CONTENT)
+    assert zoo.verify(path, tiny_entry(sha256_prefix=DIGEST[:8]), pin=DIGEST) == DIGEST
+
+
+def test_a_pin_checks_a_local_file_outside_the_zoo(tmp_path):
+    path = tmp_path / "w.pt"
+    path.write_bytes(CONTENT)
+    assert zoo.verified_file(str(path), DIGEST, "ckpt") == str(path)
+    with pytest.raises(zoo.ZooError) as err:
+        zoo.verified_file(str(path), "0" * 64, "ckpt")
+    assert str(path) in one_line(err.value)
+
+
+def test_a_bad_pin_is_refused_before_any_download(hub):
+    hub["tiny_x2"] = tiny_entry(sha256=DIGEST)
+    with pytest.raises(zoo.ZooError, match="64 hex digits"):
+        zoo.resolve("zoo:tiny_x2", pin="2", download=fail_download)
+
+
 def test_a_cached_hub_file_is_verified_and_used_without_download(hub, monkeypatch):
     hub["tiny_x2"] = tiny_entry(sha256=DIGEST)
     cached = zoo.hub_file(hub["tiny_x2"])
@@ -172,6 +212,16 @@ def test_offline_download_failure_is_one_line_with_the_manual_instruction(hub, m
     target = zoo.hub_file(hub["tiny_x2"])
     assert hub["tiny_x2"].url in message and str(target) in message
     assert "teacher.ckpt=PATH" in message and not target.exists()
+
+
+def test_a_hub_cache_under_a_file_is_one_line_naming_torch_home(tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "a_file" / "hub"))
+    monkeypatch.setattr(zoo, "load_registry", lambda text=None: {"tiny_x2": tiny_entry()})
+    with pytest.raises(zoo.ZooError) as err:
+        zoo.resolve("zoo:tiny_x2", download=fail_download)
+    message = one_line(err.value)
+    assert "TORCH_HOME" in message and str(tmp_path / "a_file") in message
 
 
 def test_an_entry_published_only_in_an_archive_says_where_to_put_the_file(hub, monkeypatch):

@@ -2,8 +2,12 @@
 
 import subprocess
 
+import pytest
+
 from srdistill.training.wandb_run import (
+    MAX_TAG_LENGTH,
     artifact_name,
+    check_run_tags,
     code_version,
     run_group,
     run_name,
@@ -38,6 +42,25 @@ def test_tags_name_the_table_only_when_set():
     ]
     tags = run_tag_list(TABLE_RUN, "lora")
     assert "table=dsclora_tab5" in tags and "lora=lora" in tags and "x4" in tags
+
+
+@pytest.mark.parametrize(
+    "field,option",
+    [("method", "tags.method"), ("table", "tags.table"), ("backbone", "tags.backbone")],
+)
+def test_a_tag_longer_than_w_and_b_takes_names_its_option(field, option):
+    long_value = "x" * MAX_TAG_LENGTH  # with its "<field>=" prefix, over the limit
+    with pytest.raises(ValueError, match=rf"^{option}: the W&B tag .* shorten {option}$"):
+        check_run_tags({**TABLE_RUN, field: long_value}, "none")
+
+
+def test_a_long_lora_choice_names_the_lora_option():
+    with pytest.raises(ValueError, match="^lora: "):
+        check_run_tags(PLAIN_RUN, "l" * MAX_TAG_LENGTH)
+
+
+def test_tags_up_to_the_limit_pass():
+    check_run_tags({**TABLE_RUN, "table": "t" * (MAX_TAG_LENGTH - len("table="))}, "lora")
 
 
 def test_group_is_the_experiment_and_nothing_for_a_single_plain_run():

@@ -1,0 +1,67 @@
+"""export.py never replaces a good file with one that failed its check, and refuses bad options
+before reading anything."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srdistill import export
+from srdistill.models.detect import config_args
+from srdistill.models.registry import build_from_record
+from tests.helpers.cli import assert_one_line_error, run_script
+
+ARCH = ("edsr_tiny_student", config_args("edsr_tiny_student", 2))
+
+
+def tiny_weights(path, seed: int = 0):
+    torch.manual_seed(seed)
+    torch.save(build_from_record(*ARCH, None).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def weights(tmp_path):
+    return tiny_weights(tmp_path / "tiny.pth")
+
+
+def export_run(weights, out, *options):
+    return run_script(
+        "export.py", f"ckpt={weights}", "model=edsr_tiny_student", "scale=2", f"out={out}", *options
+    )
+
+
+@pytest.mark.parametrize("fmt", ["pth", "safetensors", "torchscript"])
+def test_a_failed_check_keeps_the_previous_file(weights, tmp_path, monkeypatch, fmt):
+    out = tmp_path / f"good.{fmt}"
+    assert export_run(weights, out, f"format={fmt}").returncode == 0
+    good = out.read_bytes()
+    real = export.run_exported
+
+    def off_by_a_step(*args, **kwargs):  # the written file computes something else
+        return real(*args, **kwargs) + 1 / 255
+
+    monkeypatch.setattr(export, "run_exported", off_by_a_step)
+    newer = tiny_weights(tmp_path / "newer.pth", seed=1)
+    proc = export_run(newer, out, f"format={fmt}", "tolerance=0")
+    assert out.read_bytes() == good
+    assert_one_line_error(proc, "verification failed", str(out), "nothing was written")
+    assert {p.name for p in tmp_path.iterdir()} == {weights.name, newer.name, out.name}
+
+
+@pytest.mark.parametrize("tolerance", ["abc", "nan", "-1", "inf", "true"])
+def test_a_tolerance_that_is_not_a_number_at_least_zero_is_refused_before_any_work(
+    weights, tmp_path, tolerance
+):
+    out = tmp_path / "x.pth"
+    proc = export_run(weights, out, f"tolerance={tolerance}")
+    assert_one_line_error(proc, "tolerance=", "number >= 0")
+    assert not out.exists()
+
+
+def test_a_safetensors_file_is_recognised_by_its_content_whatever_its_name(weights, tmp_path):
+    out = tmp_path / "student.safetensors"
+    assert export_run(weights, out, "format=safetensors").returncode == 0
+    renamed = out.rename(tmp_path / "student.bin")
+    proc = run_script("eval.py", f"ckpt={renamed}", "scale=2", f"out={tmp_path / 'r.json'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
