@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from srdistill.data import teacher_cache
+from srdistill.data import teacher_cache, teacher_cache_key
 from srdistill.data.datamodule import SRDataModule
 from srdistill.data.images import list_images
 from srdistill.data.paired import PairedImageDataset
@@ -72,8 +72,10 @@ def make_dataset(hr_root: Path, cache: Path, mode: str, args) -> PairedImageData
 
 def stand_in_teacher_outputs(dataset: PairedImageDataset, root: Path):
     """A float16 teacher-output cache of nearest-neighbour upscales (found when already built)."""
-    key = teacher_cache.cache_key(dataset, {"stand_in": "nearest"}, dataset.scale, "float16", {})
-    directory = teacher_cache.cache_dir(root, key)
+    key = teacher_cache_key.cache_key(
+        dataset, {"stand_in": "nearest"}, dataset.scale, "float16", {}
+    )
+    directory = teacher_cache_key.cache_dir(root, key)
     found = teacher_cache.TeacherOutputs.open(directory, key, dataset)
     if found is not None:
         return found

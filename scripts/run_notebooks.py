@@ -92,6 +92,25 @@ def run_all(paths: list[Path], notebooks: list, out_dir: Path, timeout: int) -> 
     return failures
 
 
+def check_plan(paths: list[Path], out_dir: Path, timeout: int) -> None:
+    """Refuse, before any notebook runs, what would lose a file: an executed copy written over
+    its source notebook (the copies exist so the sources keep no outputs) or over another
+    notebook's copy of the same name; and a --timeout that would switch timeouts off."""
+    if timeout < 1:
+        raise ValueError(f"--timeout {timeout}: give the seconds a cell may run, at least 1")
+    from srdistill.outputs import refuse_overwriting
+
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.name in seen:
+            raise ValueError(
+                f"{seen[path.name]} and {path} would both be written to {out_dir / path.name}; "
+                "run them with different --out folders"
+            )
+        seen[path.name] = path
+        refuse_overwriting(out_dir / path.name, [path], "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", type=Path, nargs="*", metavar="NOTEBOOK")
@@ -106,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from srdistill.outputs import ensure_writable_dir
 
     try:
+        check_plan(paths, args.out, args.timeout)
         notebooks = read_notebooks(paths)
         ensure_writable_dir(args.out, "--out")
     except (OSError, ValueError) as err:

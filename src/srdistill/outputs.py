@@ -43,15 +43,35 @@ def ensure_writable_dir(folder: str | Path, option: str) -> Path:
     return folder
 
 
-def ensure_writable_file(path: str | Path, option: str) -> Path:
-    """Check that ``path`` can be (re)written: its folder is writable and it is not a folder."""
+def ensure_writable_file(path: str | Path, option: str, inputs=()) -> Path:
+    """Check that ``path`` can be (re)written, before any work: it is not a folder nor one of
+    ``inputs``, and the temporary file ``write_atomic`` will need beside it can be made (a name
+    too long for the file system fails here, not after the work)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option}={path} is a folder; give a file name")
+    refuse_overwriting(path, inputs, option)
     ensure_writable_dir(path.parent, option)
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{option}: file {path} is read-only; choose another name")
+    try:
+        with _temporary_beside(path):
+            pass
+    except OSError as err:
+        raise OutputError(f"{option}: cannot write {path} ({_describe(err)})") from err
     return path
+
+
+def refuse_overwriting(path: str | Path, inputs, option: str) -> None:
+    """An output that is one of the inputs (the same file, also through a link) is refused:
+    what a user gave to read is never replaced by what was made from it."""
+    path = Path(path)
+    for source in inputs:
+        if source and path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise OutputError(
+                f"{option}={path} is the input {source}; writing it would destroy the input: "
+                "give another output name"
+            )
 
 
 @contextmanager

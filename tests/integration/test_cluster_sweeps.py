@@ -143,6 +143,14 @@ def test_a_dotdot_in_a_sweep_value_is_refused_before_any_job(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_job_folder_name_too_long_is_refused_before_any_job(tmp_path):
+    # job #0's folder (tags.table=a) would be made and the job run; job #1's name, 300 bytes
+    # longer, ended the launcher with "File name too long" and no summary
+    proc = tiny_sweep(tmp_path / "sweep", f"tags.table=a,{'y' * 300}", "scale=0")
+    assert_one_line_error(proc, "tags.table", "255")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 @needs_submitit
 def test_a_failed_job_is_named_at_the_end_through_submitit(tmp_path):

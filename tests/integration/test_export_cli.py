@@ -65,3 +65,28 @@ def test_a_safetensors_file_is_recognised_by_its_content_whatever_its_name(weigh
     renamed = out.rename(tmp_path / "student.bin")
     proc = run_script("eval.py", f"ckpt={renamed}", "scale=2", f"out={tmp_path / 'r.json'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_an_out_that_is_the_input_checkpoint_is_refused_and_the_input_kept(weights, tmp_path):
+    before = weights.read_bytes()
+    link = tmp_path / "link.pth"
+    link.symlink_to(weights)
+    for out in (weights, link):
+        proc = export_run(weights, out)
+        assert_one_line_error(proc, "out=", "is the input", "give another output name")
+        assert weights.read_bytes() == before
+
+
+def test_an_out_name_too_long_for_the_file_system_is_refused_before_any_work(weights, tmp_path):
+    out = tmp_path / ("a" * 240 + ".pth")  # fits alone, not with the temporary name's suffix
+    proc = export_run(weights, out)
+    assert_one_line_error(proc, "out:", "File name too long")
+    assert "wrote" not in proc.stdout
+
+
+def test_a_temporary_left_by_a_killed_export_is_removed_by_the_next(weights, tmp_path):
+    out = tmp_path / "model.pth"
+    left = tmp_path / ".model.pth.0123456789ab.tmp"
+    left.write_bytes(b"half an export")
+    assert export_run(weights, out).returncode == 0
+    assert not left.exists() and out.is_file()

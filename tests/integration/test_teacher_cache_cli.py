@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from srdistill.data import teacher_cache as tc
+from srdistill.data import teacher_cache_key
 from srdistill.data.paired import PairedImageDataset
 from srdistill.training.teacher_cache import TeacherOutputCache
 from tests.helpers.cli import assert_one_line_error, run_script
@@ -115,14 +116,14 @@ def _callback_setup(tmp_path, seed: int = 0):
             write_png(root / f"{i:04d}.png", noise((*shape, 3), seed=i))
     part, module = PairedImageDataset(root, 2, 8), _Module(TinyTeacher(seed))
     callback = TeacherOutputCache(str(tmp_path / "cache"), "float32", None, 0, 2)
-    identity = {"weights_sha256": tc.weights_sha256(module.teacher)}
-    key = tc.cache_key(part, identity, part.scale, "float32", callback.compute)
+    identity = {"weights_sha256": teacher_cache_key.weights_sha256(module.teacher)}
+    key = teacher_cache_key.cache_key(part, identity, part.scale, "float32", callback.compute)
     return callback, part, module, key
 
 
 def test_the_callback_clears_a_killed_builds_leftovers_before_any_rank_builds(tmp_path):
     callback, part, module, key = _callback_setup(tmp_path)
-    directory = tc.cache_dir(callback.root, key)
+    directory = teacher_cache_key.cache_dir(callback.root, key)
     directory.mkdir(parents=True)
     leftover = directory / ".000000.npy.0123456789ab.tmp"
     leftover.write_bytes(b"half an entry")
@@ -136,7 +137,10 @@ def test_the_callback_recomputes_a_cache_whose_manifest_claims_another_teacher(t
     callback, part, module, key = _callback_setup(tmp_path)
     callback._outputs(_Trainer(), module, part, key)
     _, _, other, other_key = _callback_setup(tmp_path, seed=1)
-    shutil.copytree(tc.cache_dir(callback.root, key), tc.cache_dir(callback.root, other_key))
+    shutil.copytree(
+        teacher_cache_key.cache_dir(callback.root, key),
+        teacher_cache_key.cache_dir(callback.root, other_key),
+    )
     callback._outputs(_Trainer(), other, part, other_key)
     assert other.calls > 0  # computed by the other teacher, not sealed again
 
@@ -144,7 +148,7 @@ def test_the_callback_recomputes_a_cache_whose_manifest_claims_another_teacher(t
 def test_a_crafted_manifest_stops_the_callback_with_one_line_naming_it(tmp_path):
     callback, part, module, key = _callback_setup(tmp_path)
     callback._outputs(_Trainer(), module, part, key)
-    manifest = tc.cache_dir(callback.root, key) / tc.MANIFEST
+    manifest = teacher_cache_key.cache_dir(callback.root, key) / tc.MANIFEST
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps(dict(data, shapes=[[8, 8, 3]] * 3)))
     with pytest.raises(ValueError) as err:

@@ -60,6 +60,11 @@ CASES = [
         ]
     ],
     ("sweep-override-semicolon", lambda t: ("train.py", "-m", "seed=0,1;2"), ["'seed=0,1;2'"]),
+    *[
+        # what `$KEY=1` gives when KEY is unset: Hydra raised a bare ValueError
+        (f"{script[:-3]}-override-without-key", lambda t, s=script: (s, "=1"), ["'=1'", "no key"])
+        for script in ("train.py", "eval.py", "export.py")
+    ],
     ("eval-unknown-model", lambda t: ("eval.py", "model=edsr_huge"), ["model/edsr_huge"]),
     ("train-scale-zero", lambda t: (*SMOKE, "scale=0"), ["scale=0"]),
     ("eval-scale-zero", lambda t: ("eval.py", "model=bicubic", "scale=0"), ["scale=0"]),
@@ -80,6 +85,11 @@ CASES = [
         "run-folder-not-creatable",
         lambda t: (*SMOKE, f"hydra.run.dir={_a_file(t) / 'run'}"),
         ["hydra.run.dir", "plain-file"],
+    ),
+    (
+        "sweep-folder-not-creatable",
+        lambda t: ("train.py", "-m", *SMOKE[1:], f"hydra.sweep.dir={_a_file(t) / 'sweep'}"),
+        ["hydra.sweep.dir", "plain-file"],
     ),
     (
         "checkpoint-folder-not-writable",
@@ -178,6 +188,19 @@ def test_a_wandb_tag_over_64_characters_is_refused_before_any_model_is_built(tmp
         env={"WANDB_MODE": "offline"},
     )
     assert_one_line_error(proc, "tags.table", "76 characters", "64")
+    assert not (run / "checkpoints").exists() and not (run / "wandb").exists()
+
+
+def test_a_project_name_w_and_b_refuses_is_one_line_before_any_model_is_built(tmp_path):
+    run = tmp_path / "run"
+    proc = run_script(
+        *SMOKE,
+        "logger=wandb",
+        "logger.0.project=my/proj",
+        f"hydra.run.dir={run}",
+        env={"WANDB_MODE": "offline"},
+    )
+    assert_one_line_error(proc, "logger.0.project='my/proj'", "W&B project name")
     assert not (run / "checkpoints").exists() and not (run / "wandb").exists()
 
 

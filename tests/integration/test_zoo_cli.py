@@ -130,3 +130,8 @@ def test_an_unknown_zoo_name_is_one_line(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_one_line_error(proc, "edsr_x5", "edsr_x4")
+
+
+def test_a_pin_without_a_file_to_check_is_refused(tmp_path):
+    proc = offline_run("eval.py", tmp_path, "sha256=" + "0" * 64, "scale=4")
+    assert_one_line_error(proc, "sha256=", "ckpt is not set")

@@ -61,6 +61,29 @@ def missing_value_message(err: MissingMandatoryValue) -> str:
     return f"{key} is not set: give it on the command line{hint}"
 
 
+def multirun(args: list[str]) -> bool:
+    """The command line asks for a sweep (``-m``, ``--multirun``, ``hydra.mode=MULTIRUN``)."""
+    return any(a in ("-m", "--multirun") or a.endswith("hydra.mode=MULTIRUN") for a in args)
+
+
+def keyless_overrides(args: list[str]) -> list[str]:
+    """Overrides without a key (``=1``, ``+=1``): what ``$KEY=1`` gives when KEY is unset."""
+    return [a for a in args if a.lstrip("+~").startswith("=")]
+
+
+def value_error_message(err: ValueError, args: list[str]) -> str:
+    """A ValueError raised while Hydra composed the config, naming the override when it can
+    (Hydra's own message, e.g. "Config group override must be a string or a list. Got int",
+    names none)."""
+    keyless = keyless_overrides(args)
+    if keyless:
+        return (
+            f"override {keyless[0]!r} has no key (an unset shell variable, as in $KEY=1?): "
+            "give it as key=value"
+        )
+    return f"Hydra could not start the run: {one_line(err)}"
+
+
 def run_hydra_main(hydra_main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function; a bad override or config name is one line and exit 2.
 
@@ -96,5 +119,11 @@ def run_hydra_main(hydra_main: Callable[[], object]) -> None:
     except OSError as err:  # Hydra could not create the run folder (job errors exit earlier)
         if user_wants_traces:
             raise
-        print(f"error: cannot create the output folder: {err}; set hydra.run.dir", file=sys.stderr)
+        option = "hydra.sweep.dir" if multirun(sys.argv[1:]) else "hydra.run.dir"
+        print(f"error: cannot create the output folder: {err}; set {option}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as err:  # from Hydra's composition (a job's own errors exit earlier)
+        if user_wants_traces:
+            raise
+        print(f"error: {value_error_message(err, sys.argv[1:])}", file=sys.stderr)
         sys.exit(2)

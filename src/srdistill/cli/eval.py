@@ -52,8 +52,10 @@ def run(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.model`` (weights ``cfg.ckpt``) and return ``{set: metrics}``."""
     check_scale(cfg.scale)  # cheap checks before loading anything
     check_flags(cfg, ("self_ensemble", "gray_as_luma"))
+    if cfg.get("sha256") is not None and not cfg.ckpt:
+        raise ValueError("sha256= pins the file ckpt= names, but ckpt is not set: give both")
     if cfg.out:
-        ensure_writable_file(cfg.out, "out")
+        ensure_writable_file(cfg.out, "out", inputs=[cfg.ckpt])
     root, sets = benchmark_root_and_sets(cfg.data)
     model, name = evaluated_network(cfg)
     ensemble = bool(cfg.get("self_ensemble", False))

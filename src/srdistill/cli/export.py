@@ -18,7 +18,7 @@ from srdistill.export import (
     write_export,
 )
 from srdistill.models.from_file import check_model_name, network_from_file
-from srdistill.outputs import ensure_writable_file
+from srdistill.outputs import ensure_writable_file, remove_stale_temporaries
 
 
 def model_name(cfg: DictConfig) -> str | None:
@@ -37,7 +37,7 @@ def check_options(cfg: DictConfig) -> str:
     if fmt == "onnx" and find_spec("onnx") is None:
         raise ValueError("format=onnx needs the onnx package: pip install onnx onnxruntime")
     check_tolerance(cfg.get("tolerance", TOLERANCE))
-    ensure_writable_file(cfg.out, "out")
+    ensure_writable_file(cfg.out, "out", inputs=[cfg.ckpt])
     return fmt
 
 
@@ -53,6 +53,7 @@ def run(cfg: DictConfig) -> dict:
     def verify(written: Path) -> None:  # before the file replaces cfg.out
         checked.append(verify_export(model, written, fmt, scale, arch, tolerance, cfg.out))
 
+    remove_stale_temporaries(cfg.out)  # what an export killed while writing left beside it
     path = write_export(model, cfg.out, fmt, arch, verify)
     return _report(model, path, fmt, checked[0])
 

@@ -2,22 +2,31 @@
 
 A job that fails (a bad option, a diverged run, any exception) ends with its own output as a
 single run's would (one ``error:`` line, or a traceback) and the sweep goes on. Its failure is
-recorded in ``<hydra.sweep.dir>/.failed_jobs/<job number>.json``: a file, because with
-``cluster=slurm`` each job runs in a process of its own on another machine. When the sweep ends,
-``SweepReport`` (conf/train.yaml ``hydra.callbacks``) names every failed job with its overrides
-and reason, one line each, and the sweep exits 2 when every failure is a user error (as a single
-run would), 1 when any job crashed.
+recorded in ``<hydra.sweep.dir>/.failed_jobs/<sweep id>/<job number>.json``: a file, because with
+``cluster=slurm`` each job runs in a process of its own on another machine, and in a folder of
+this sweep's own, because two sweeps may share a sweep folder (run at once, or the default
+``multirun/<time>`` of two sweeps started in the same second). The id, new for each sweep, reaches
+the jobs in the environment (``SRDISTILL_SWEEP_ID``): the basic launcher runs them in this
+process, submitit's local and SLURM executors start them with the launcher's environment.
+When the sweep ends, ``SweepReport`` (conf/train.yaml ``hydra.callbacks``) names every failed job
+with its overrides and reason, one line each, and the sweep exits 2 when every failure is a user
+error (as a single run would), 1 when any job crashed or a record could not be read.
 
 Job folders are named by the overrides (``hydra.sweep.subdir``), so a ``..`` in a value would
-put a job's folder, written before the job starts, outside the sweep folder: refused up front.
+put a job's folder, written before the job starts, outside the sweep folder, and a long value
+would make a folder name the file system refuses after the jobs before it ran: both are refused
+up front.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import sys
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,12 +35,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from srdistill.outputs import write_json
 
 USER_ERROR_EXIT, CRASH_EXIT = 2, 1
 RECORDS = ".failed_jobs"
+SWEEP_ID_ENV = "SRDISTILL_SWEEP_ID"
+SWEEP_ID = re.compile(r"[0-9a-f]{32}")
+# the longest file name Linux, macOS and Windows file systems take (ext4, APFS, NTFS: 255)
+MAX_NAME_BYTES = 255
+RECORD_TYPES = {"job": int, "overrides": list, "reason": str, "user_error": bool}
 
 
 @dataclass(frozen=True)
@@ -74,14 +88,14 @@ def _folder_escapes(line: str) -> bool:
     return ".." in line.split("/")
 
 
-def check_job_folders(config: DictConfig) -> None:
-    """Refuse an override whose value puts a ``..`` component into a job folder's path (the
-    folder would move up, out of hydra.sweep.dir); before the sweep writes anything. Keys
-    excluded from the folder name (data.root, ...) may hold one; a '/' only nests folders."""
+def _job_lines(config: DictConfig) -> dict[str, list[str]]:
+    """The ``key=value`` lines each override can give a job's folder name, by key (what Hydra's
+    sweeper hands each job; keys excluded from the folder name left out)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    lines: dict[str, list[str]] = {}
     for override in overrides:
         if override.key_or_group in excluded or override.value() is None:
             continue
@@ -92,22 +106,132 @@ def check_job_folders(config: DictConfig) -> None:
             continue
         else:
             values = [override.get_value_element_as_str()]
-        for value in values:
-            if _folder_escapes(f"{key}={value}"):
-                _exit(
-                    f"error: {key}={value}: a sweep names each job's folder by its overrides, "
-                    "and the '..' in this value would move the folder up, out of its place in "
-                    f"hydra.sweep.dir; give {key} a value without '..'"
-                )
+        lines[key] = [f"{key}={value}" for value in values]
+    return lines
 
 
-def _records(config: DictConfig) -> Path:
+def _names_jobs_by_overrides(config: DictConfig) -> bool:
+    sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    return "override_dirname" in str(sweep.get("subdir", "${hydra:job.override_dirname}"))
+
+
+def _longest_component(lines: list[str], naming: DictConfig) -> int:
+    # Hydra's get_overrides_dirname: sorted lines joined by item_sep, every '=' made kv_sep
+    name = naming.get("item_sep", ",").join(sorted(lines)).replace("=", naming.get("kv_sep", "="))
+    return max(len(part.encode()) for part in name.split("/"))
+
+
+def _check_name_length(lines: dict[str, list[str]], config: DictConfig) -> None:
+    """Refuse overrides whose longest job folder name is over what a file system takes (the
+    launcher would fail at that job, after the jobs before it ran)."""
+    if not lines or not _names_jobs_by_overrides(config):
+        return
+    naming = config.hydra.job.config.override_dirname
+    longest = {
+        key: max(options, key=lambda line: len(line.encode())) for key, options in lines.items()
+    }
+    size = _longest_component(list(longest.values()), naming)
+    if size > MAX_NAME_BYTES:
+        key = max(longest, key=lambda k: len(longest[k].encode()))
+        value = longest[key][len(key) + 1 :]
+        shown = f"{value[:40]}..." if len(value) > 43 else value
+        _exit(
+            f"error: {key}: a sweep names each job's folder by its overrides, and with the value "
+            f"'{shown}' the folder name would be {size} bytes, over the {MAX_NAME_BYTES} a file "
+            f"name may have; shorten {key}'s value"
+        )
+
+
+def check_job_folders(config: DictConfig) -> None:
+    """Refuse, before the sweep writes anything, an override whose value puts a ``..`` component
+    into a job folder's path (the folder would move up, out of hydra.sweep.dir; keys excluded
+    from the folder name, data.root ..., may hold one, a '/' only nests folders), and overrides
+    that make a job folder's name too long for the file system."""
+    lines = _job_lines(config)
+    for line in (line for options in lines.values() for line in options):
+        if _folder_escapes(line):
+            key = line.split("=", 1)[0]
+            _exit(
+                f"error: {line}: a sweep names each job's folder by its overrides, and the '..' "
+                f"in this value would move the folder up, out of its place in hydra.sweep.dir; "
+                f"give {key} a value without '..'"
+            )
+    _check_name_length(lines, config)
+
+
+def _records_root(config: DictConfig) -> Path:
     return Path(str(config.hydra.sweep.dir)) / RECORDS
+
+
+def check_records_folder(config: DictConfig) -> None:
+    """Refuse a ``.failed_jobs`` that is a link or not a folder: the records would go wherever
+    it points (a user's own folder) and be read back from there."""
+    root = _records_root(config)
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        what = "a symbolic link" if root.is_symlink() else "not a folder"
+        _exit(
+            f"error: {root} is {what}: a sweep keeps its failed jobs' records in this folder of "
+            "hydra.sweep.dir; remove it, or give another hydra.sweep.dir"
+        )
+
+
+def _records(config: DictConfig, sweep_id: str) -> Path:
+    root = _records_root(config)
+    if root.is_symlink():  # made since the sweep started: never write through it
+        raise OSError(f"{root} is a symbolic link: the failed job's record is not written there")
+    return root / sweep_id
+
+
+def _this_sweep_id() -> str | None:
+    """The id the sweep's callback set, in the job's environment; None outside a sweep."""
+    found = os.environ.get(SWEEP_ID_ENV, "")
+    return found if SWEEP_ID.fullmatch(found) else None
 
 
 def summary_line(record: dict) -> str:
     overrides = " ".join(record["overrides"])
     return f"error: sweep job #{record['job']} failed ({overrides}): {record['reason']}"
+
+
+def parse_record(path: Path) -> dict:
+    """A failed job's record as ``on_job_end`` writes it; ValueError for anything else."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(str(err).splitlines()[0]) from err
+    if not isinstance(record, dict) or set(record) != set(RECORD_TYPES):
+        raise ValueError(f"expected the keys {', '.join(RECORD_TYPES)}")
+    for key, kind in RECORD_TYPES.items():
+        if type(record[key]) is not kind:  # not isinstance: a bool is an int
+            raise ValueError(f"{key} is not a {kind.__name__}")
+    if not all(isinstance(o, str) for o in record["overrides"]):
+        raise ValueError("overrides holds a non-string")
+    if str(record["job"]) != path.stem:
+        raise ValueError(f"job {record['job']} in the file of job {path.stem}")
+    return record
+
+
+def read_records(folder: Path) -> tuple[dict[int, dict], int]:
+    """The records of the sweep's failed jobs, and how many files there were unreadable (each
+    named in one warning line): only failed jobs write there, so each is a failure too."""
+    if not folder.exists() and not folder.is_symlink():
+        return {}, 0
+    if folder.is_symlink() or not folder.is_dir():
+        raise OSError(f"{folder} is not a folder")
+    records, unreadable = {}, 0
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):  # a record being written (outputs.write_atomic)
+            continue
+        try:
+            record = parse_record(path) if path.suffix == ".json" else None
+            if record is None:
+                raise ValueError("not a .json file")
+        except ValueError as err:
+            print(f"warning: ignoring {path}: not a failed job's record ({err})", file=sys.stderr)
+            unreadable += 1
+            continue
+        records[record["job"]] = record
+    return records, unreadable
 
 
 class SweepReport(Callback):
@@ -117,10 +241,13 @@ class SweepReport(Callback):
         # the failures of jobs run in this process (the basic launcher), kept in case a record
         # file cannot be written: Hydra turns a callback's error into a warning
         self.failures: dict[int, dict] = {}
+        self.sweep_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_job_folders(config)
-        shutil.rmtree(_records(config), ignore_errors=True)  # a previous sweep's, same folder
+        check_records_folder(config)
+        self.sweep_id = uuid.uuid4().hex
+        os.environ[SWEEP_ID_ENV] = self.sweep_id  # the jobs', in this process or started by it
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         # a job that raised is FAILED (not ours: run_job returns failures); read only COMPLETED
@@ -138,15 +265,34 @@ class SweepReport(Callback):
             "user_error": failure.user_error,
         }
         self.failures[job] = record
-        write_json(_records(config) / f"{job}.json", record, "hydra.sweep.dir")
+        sweep_id = _this_sweep_id()
+        if sweep_id is not None:  # None: no sweep callback started this job; memory only
+            write_json(_records(config, sweep_id) / f"{job}.json", record, "hydra.sweep.dir")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        files = [p for p in _records(config).glob("*.json") if p.stem.isdigit()]
-        found = {int(p.stem): json.loads(p.read_text()) for p in files}
-        records = [record for _, record in sorted({**found, **self.failures}.items())]
-        if records:
-            user_errors = all(r["user_error"] for r in records)
-            _exit(
-                *(summary_line(r) for r in records),
-                code=USER_ERROR_EXIT if user_errors else CRASH_EXIT,
-            )
+        if os.environ.get(SWEEP_ID_ENV) == self.sweep_id:
+            del os.environ[SWEEP_ID_ENV]
+        records, unreadable = dict(self.failures), 0
+        if self.sweep_id is not None:
+            try:
+                found, unreadable = read_records(_records_root(config) / self.sweep_id)
+                records = {**found, **self.failures}
+                shutil.rmtree(_records_root(config) / self.sweep_id, ignore_errors=True)
+            except Exception as err:  # noqa: BLE001 - a failed sweep must never exit 0
+                print(f"warning: the failed jobs' records were not read: {err}", file=sys.stderr)
+                unreadable += 1
+        report(records, unreadable)
+
+
+def report(records: dict[int, dict], unreadable: int) -> None:
+    """Name each failed job and exit 2 (user errors only) or 1; nothing when none failed."""
+    if not records and not unreadable:
+        return
+    lines = [summary_line(record) for _, record in sorted(records.items())]
+    if unreadable:
+        lines.append(
+            f"error: sweep: {unreadable} failed job record(s) could not be read (see the "
+            "warnings above); the job logs in hydra.sweep.dir say which jobs failed"
+        )
+    user_errors = not unreadable and all(r["user_error"] for r in records.values())
+    _exit(*lines, code=USER_ERROR_EXIT if user_errors else CRASH_EXIT)

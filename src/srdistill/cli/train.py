@@ -214,10 +214,11 @@ WANDB_LOGGER = "srdistill.training.wandb_run.training_wandb_logger"
 
 
 def check_wandb_tags(cfg: DictConfig) -> None:
-    """With logger=wandb, the run's W&B tags fit W&B's limits (it checks them only once the
-    models are built)."""
-    for logger in cfg.get("logger") or []:
+    """With logger=wandb, the run's W&B tags and project name are ones W&B takes (it checks them
+    only once the models are built)."""
+    for index, logger in enumerate(cfg.get("logger") or []):
         if logger.get("_target_") == WANDB_LOGGER:
+            wandb_run.check_project(logger.get("project"), f"logger.{index}.project")
             wandb_run.check_run_tags(logger.run_tags, logger.get("lora"))
 
 

@@ -181,10 +181,14 @@ def verify(path: str | Path, item: ZooEntry | None, pin=None, option: str = "tea
             f"it with {_pin_option(option)}={actual}"
         )
     if expected is not None and not actual.startswith(expected):
-        what = f"zoo entry {item.name}" if item is not None else _pin_option(option)
+        if item is None:
+            what = _pin_option(option)
+            fix = f"check the file, or the hash given to {what}"
+        else:
+            what, fix = f"zoo entry {item.name}", "delete the file and fetch it again"
         raise ZooError(
             f"{option}={path}: SHA-256 {actual} does not match {what} (expected "
-            f"{expected}); refusing to load it: delete the file and fetch it again"
+            f"{expected}); refusing to load it: {fix}"
         )
     return actual
 

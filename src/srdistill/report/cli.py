@@ -32,7 +32,10 @@ A cell is blank where one of its runs holds no finite number (null in results.js
 metric) or was not scored on that benchmark; a line below the table names those runs. A
 results.json train.py cannot have written (not UTF-8, not strict JSON, wrong types) stops the
 report in one line naming it. Run folders behind symbolic links are read; a folder reached a
-second time is skipped with a warning. Set names, tags and run names are escaped in every file.
+second time, also through another of the folders given, is skipped with a warning. Every input
+is read only if it is a regular file of at most 16 MiB (a FIFO or a device such as /dev/zero is
+refused in one line). Set names, tags and run names are escaped in every file; in report.csv,
+one that a spreadsheet would run as a formula (= + - @ first) starts with a ' instead.
 """
 
 from __future__ import annotations
@@ -117,6 +120,20 @@ def paper_files(records, name: str, table: dict, digits: int, runs: list[Run], b
     return files | tradeoff_figures(records, table, [identity(*run) for run in runs])
 
 
+TEXT_FILES = ("report.md", "report.tex", "report.csv")
+
+
+def refuse_folders_in_the_way(folder: Path) -> None:
+    """Before anything is written: no file of the report (written, or removed as stale) may be
+    a folder, or the report would stop half replaced."""
+    for name in (*TEXT_FILES, *(q.file_name for q in QUANTITIES)):
+        if (folder / name).is_dir():
+            raise ReportError(
+                f"--out: {folder / name} is a folder where the report writes a file; "
+                "move it away or choose another --out"
+            )
+
+
 def write_files(folder: Path, files: dict) -> None:
     """Each file atomically (a full disk leaves the previous one whole); then a figure this
     report has no points for is removed, so that the folder holds one report, not two."""
@@ -148,6 +165,7 @@ def paper_report(runs: list[Run], args: argparse.Namespace) -> str:
     if args.out is None:
         return markdown(records, name, table, digits, blanks.footnotes())
     ensure_writable_dir(args.out, "--out")
+    refuse_folders_in_the_way(args.out)
     files = paper_files(records, name, table, digits, runs, blanks)
     write_files(args.out, files)
     return files["report.md"].rstrip("\n")

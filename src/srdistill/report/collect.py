@@ -7,17 +7,13 @@ with it: a researcher would rather see a loud refusal than a table silently miss
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 from pathlib import Path
 
+from srdistill.report.inputs import ReportError, read_json, read_text
+
 RESULTS = "results.json"
-
-
-class ReportError(ValueError):
-    """A folder, option or file the report cannot use; reported as one ``error:`` line."""
 
 
 Run = tuple[dict, dict]  # (what tells the run apart, its results.json)
@@ -32,43 +28,6 @@ def scored_benchmarks(val: dict) -> set[str]:
     """The benchmarks ``val`` holds a PSNR key for; a set name may itself hold a ``/``."""
     head, tail = "val/", "/psnr_y"
     return {k[len(head) : -len(tail)] for k in val if k.startswith(head) and k.endswith(tail)}
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ReportError(
-            f"{path}: not UTF-8 text (byte {err.start}); not a file we wrote"
-        ) from None
-
-
-class _NotStrictJson(Exception):
-    pass
-
-
-def _no_constant(name: str):
-    raise _NotStrictJson(f"holds {name}, which is not JSON (train.py writes null for it)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotStrictJson(f"holds {text:.40}, a number too large for a float")
-    return value
-
-
-def _read_json(path: Path):
-    """Strict JSON, as :func:`srdistill.outputs.write_json` writes it."""
-    text = _read_text(path)
-    try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as err:
-        raise ReportError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    except _NotStrictJson as err:
-        raise ReportError(f"{path}: {err}") from None
-    except RecursionError:
-        raise ReportError(f"{path}: nested too deeply to be a results file") from None
 
 
 def _number_or_null(value) -> bool:
@@ -130,9 +89,14 @@ def _problem(result) -> str | None:
     )  # fmt: skip
     problem = next((message for ok, message in checks if not ok), None)
     scale = (result.get("tags") or {}).get("scale")
-    if problem is None and scale is not None and not str(scale).isdigit():
+    if problem is None and scale is not None and not whole_number_text(str(scale)):
         problem = f"tags.scale must be a whole number, got {scale!r:.40}"
     return problem
+
+
+def whole_number_text(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes ``²`` and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _checked(path: Path, result) -> dict:
@@ -144,10 +108,24 @@ def _checked(path: Path, result) -> dict:
 
 def _overrides(run_dir: Path) -> dict:
     path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
+    if not path.exists():
         return {}
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     return dict(line.lstrip("- ").split("=", 1) for line in lines if "=" in line)
+
+
+def _run_args(path: Path, result: dict) -> dict:
+    """What tells the run of ``path`` apart: its tags, then its overrides, which win."""
+    tags = {k: str(v) for k, v in (result.get("tags") or {}).items()}
+    # tags fill what the overrides leave out, so ``--group method`` works as well
+    args = {**tags, **_overrides(path.parent)}
+    scale = args.get("scale")
+    if "scale" not in tags and scale is not None and not whole_number_text(scale):
+        where = path.parent / ".hydra" / "overrides.yaml"
+        raise ReportError(f"{where}: scale must be a whole number, got {scale!r:.40}")
+    args["folder"] = path.parent.parent.name
+    args["run_dir"] = str(path.parent)
+    return args
 
 
 def _raise(err: OSError):
@@ -172,21 +150,33 @@ def results_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def _new_files(root: Path, paths: list[Path], read: dict[str, Path]) -> list[Path]:
+    """The ``paths`` of ``root`` not read from an earlier root (the same file by its resolved
+    path: ``sw sw``, or a sweep and a folder inside it); what was skipped is one warning line."""
+    new = [p for p in paths if os.path.realpath(p) not in read]
+    skipped = [p.parent for p in paths if p not in new]
+    if skipped:
+        first = sorted({str(read[os.path.realpath(p / RESULTS)]) for p in skipped})
+        runs = "every run below it" if not new else ", ".join(map(str, skipped))
+        print(
+            f"warning: {root}: skipped {runs}: already read below {', '.join(first)}",
+            file=sys.stderr,
+        )
+    read |= {os.path.realpath(p): root for p in new}
+    return new
+
+
 def load_runs(roots: Path | list[Path]) -> list[Run]:
-    """Every results.json below each root; a root without one is an error naming it."""
-    runs = []
+    """Every results.json below each root, each file once however many roots reach it; a root
+    without one is an error naming it."""
+    runs, read = [], {}
     for root in [roots] if isinstance(roots, Path) else roots:
         paths = results_files(root) if root.is_dir() else []
         if not paths:
             raise ReportError(f"{root}: no results.json below it; give the folder of a sweep")
-        for path in paths:
-            result = _checked(path, _read_json(path))
-            tags = {k: str(v) for k, v in (result.get("tags") or {}).items()}
-            # tags fill what the overrides leave out, so ``--group method`` works as well
-            args = {**tags, **_overrides(path.parent)}
-            args["folder"] = path.parent.parent.name
-            args["run_dir"] = str(path.parent)
-            runs.append((args, result))
+        for path in _new_files(root, paths, read):
+            result = _checked(path, read_json(path))
+            runs.append((_run_args(path, result), result))
     return runs
 
 
@@ -216,7 +206,10 @@ def _as_val(scores: dict) -> dict:
 
 def read_scores(path: Path, option: str) -> dict:
     """An eval.py ``out=`` file (``{set: {psnr, ssim, ...}}``) in the shape of ``val``."""
-    scores = _read_json(path)
+    try:
+        scores = read_json(path)
+    except ReportError as err:
+        raise ReportError(f"{option}: {err}") from None
     if not _scores(scores):
         raise ReportError(f"{option}: {path} must map sets to {{psnr, ssim}} (eval.py out=)")
     return _as_val(scores)
@@ -235,11 +228,11 @@ def eval_json_runs(runs: list[Run], group: str, name: str) -> list[Run]:
     scored = []
     for args, result in runs:
         folder = Path(args["run_dir"])
-        if not (folder / name).is_file():
+        if not (folder / name).exists():
             raise ReportError(f"--eval-json: {folder / name} does not exist")
         scored.append((args, {**result, "val": read_scores(folder / name, "--eval-json")}))
         control = folder / "without_teacher" / name
-        if control.is_file():
+        if control.exists():  # a FIFO or a device is refused by read_input, not skipped
             label = f"{args.get(group, '?')} without teacher"
             control_val = read_scores(control, "--eval-json")
             scored.append(({**args, group: label, "run_dir": str(control.parent)},

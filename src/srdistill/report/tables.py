@@ -172,14 +172,27 @@ def latex(records: list[Record], table: dict, digits: int, footnotes=()) -> str:
     return "\n".join(out + [f"% {latex_text(note)}" for note in footnotes])
 
 
+# A cell starting with one of these is a formula to a spreadsheet (``=cmd|' /C calc'!A0``)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """User text (a method, label or set name) as a CSV cell a spreadsheet shows as text: a
+    leading ``'`` keeps it from being run as a formula. Numbers are written as they are."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def csv_text(records: list[Record]) -> str:
     """Full precision, one line per method, scale, benchmark and metric."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF rows (RFC 4180, the csv module's default): with "\n" alone, a CR in a set name is
+    # left unquoted and ends the row in every reader
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_FIELDS)
     for r in records:
+        method, label, benchmark = (csv_cell(text) for text in (r.method, r.label, r.benchmark))
         writer.writerow(
-            [r.scale, r.method, r.label, r.n, r.benchmark, r.metric]
+            [r.scale, method, label, r.n, benchmark, r.metric]
             + ["" if r.mean is None else r.mean, "" if r.std is None else r.std]
             + ["" if r.paper is None else r.paper, "" if r.diff is None else r.diff]
         )

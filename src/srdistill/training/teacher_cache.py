@@ -17,7 +17,7 @@ import torch
 from lightning import Callback
 from tqdm import tqdm
 
-from srdistill.data import teacher_cache
+from srdistill.data import teacher_cache, teacher_cache_key
 from srdistill.data.paired import PairedConcatDataset, PairedImageDataset
 from srdistill.eval.tiling import tiled_forward
 
@@ -50,7 +50,7 @@ class TeacherOutputCache(Callback):
         batch_size: int = 4,
         compute: dict | None = None,
     ) -> None:
-        teacher_cache.check_cache_options(dtype, tile, tile_overlap, batch_size)
+        teacher_cache_key.check_cache_options(dtype, tile, tile_overlap, batch_size)
         self.root, self.dtype = Path(dir), dtype
         self.tile, self.overlap, self.batch_size = tile, tile_overlap, batch_size
         self.compute = {"tile": tile, "tile_overlap": tile_overlap, **(compute or {})}
@@ -60,7 +60,7 @@ class TeacherOutputCache(Callback):
         return {
             "arch": identity.get("arch"),
             "checkpoint_sha256": identity.get("sha256"),
-            "weights_sha256": teacher_cache.weights_sha256(pl_module.teacher),
+            "weights_sha256": teacher_cache_key.weights_sha256(pl_module.teacher),
         }
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -68,11 +68,11 @@ class TeacherOutputCache(Callback):
             return
         teacher = self.teacher_identity(pl_module)
         for part in paired_parts(trainer.datamodule.train_dataset):
-            key = teacher_cache.cache_key(part, teacher, part.scale, self.dtype, self.compute)
+            key = teacher_cache_key.cache_key(part, teacher, part.scale, self.dtype, self.compute)
             part.attach_teacher_outputs(self._outputs(trainer, pl_module, part, key))
 
     def _outputs(self, trainer, pl_module, part, key) -> teacher_cache.TeacherOutputs:
-        directory = teacher_cache.cache_dir(self.root, key)
+        directory = teacher_cache_key.cache_dir(self.root, key)
         found = teacher_cache.TeacherOutputs.open(directory, key, part)
         if found is not None:
             log.info("teacher-output cache: %d images from %s", len(found), directory)

@@ -70,6 +70,30 @@ def check_run_tags(tags: Mapping, lora: str | None = None) -> None:
             )
 
 
+# W&B's rules for a project name (wandb.sdk.wandb_settings, validate_project), also checked only
+# when the logger starts; it has none for an entity (the server judges that one)
+MAX_PROJECT_LENGTH = 128
+PROJECT_FORBIDDEN = "/\\#?%:"
+
+
+def check_project(project, option: str = "project") -> None:
+    """The W&B project name is one W&B takes; the error names ``option``, which sets it."""
+    if project is None:
+        return
+    name = str(project)
+    if len(name) > MAX_PROJECT_LENGTH:
+        raise ValueError(
+            f"{option}: the W&B project name is {len(name)} characters, W&B takes at most "
+            f"{MAX_PROJECT_LENGTH}; shorten {option}"
+        )
+    found = [char for char in PROJECT_FORBIDDEN if char in name]
+    if found:
+        raise ValueError(
+            f"{option}={name!r}: a W&B project name cannot hold {' '.join(PROJECT_FORBIDDEN)} "
+            f"(found {' '.join(found)}); give {option} a name without them"
+        )
+
+
 def run_group(experiment: str | None) -> str | None:
     """The experiment (``experiment=mcad_tab3``): a table's jobs group together, and a job re-run
     later (a failed seed, one more arm) lands beside them instead of in a group of its own; the

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from srdistill.data import teacher_cache as tc
+from srdistill.data import teacher_cache_key
 from srdistill.data.images import to_tensor, to_uint8_image
 from srdistill.data.paired import PairedImageDataset
 from tests.helpers.images import write_png
@@ -55,8 +56,10 @@ def forward_of(teacher: nn.Module):
 
 
 def build(ds, teacher, root, dtype="float32", key=None):
-    key = key or tc.cache_key(ds, {"weights_sha256": tc.weights_sha256(teacher)}, SCALE, dtype, {})
-    directory = tc.cache_dir(root, key)
+    key = key or teacher_cache_key.cache_key(
+        ds, {"weights_sha256": teacher_cache_key.weights_sha256(teacher)}, SCALE, dtype, {}
+    )
+    directory = teacher_cache_key.cache_dir(root, key)
     tc.prepare(directory, key)
     tc.build_entries(ds, forward_of(teacher), directory, key, range(len(ds.hr_files)), 2)
     return tc.finish(ds, directory, key), key, directory
@@ -128,10 +131,14 @@ def test_compact_dtypes_stay_within_their_rounding(hr_root, tmp_path, dtype, tol
 
 
 def digest(ds, teacher, scale=SCALE, dtype="float32", compute=None):
-    key = tc.cache_key(
-        ds, {"weights_sha256": tc.weights_sha256(teacher)}, scale, dtype, compute or {}
+    key = teacher_cache_key.cache_key(
+        ds,
+        {"weights_sha256": teacher_cache_key.weights_sha256(teacher)},
+        scale,
+        dtype,
+        compute or {},
     )
-    return tc.cache_dir("root", key)
+    return teacher_cache_key.cache_dir("root", key)
 
 
 def test_teacher_scale_data_dtype_or_tiling_change_the_cache_folder(hr_root):
@@ -164,8 +171,8 @@ class Killed(RuntimeError):
 
 def test_a_killed_build_is_never_served_and_is_completed_on_the_next_start(hr_root, tmp_path):
     teacher, ds = TinyTeacher(), dataset(hr_root)
-    key = tc.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
-    directory = tc.cache_dir(tmp_path / "cache", key)
+    key = teacher_cache_key.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
+    directory = teacher_cache_key.cache_dir(tmp_path / "cache", key)
     calls = []
 
     def dies_on_second_batch(lq):
@@ -193,8 +200,8 @@ def test_a_killed_build_is_never_served_and_is_completed_on_the_next_start(hr_ro
 
 def test_ranks_building_their_shares_make_one_cache(hr_root, tmp_path):
     teacher, ds = TinyTeacher(), dataset(hr_root)
-    key = tc.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
-    directory = tc.cache_dir(tmp_path / "cache", key)
+    key = teacher_cache_key.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
+    directory = teacher_cache_key.cache_dir(tmp_path / "cache", key)
     counts = [
         tc.build_entries(ds, forward_of(teacher), directory, key, range(rank, 3, 2), 4)
         for rank in (0, 1)
@@ -318,8 +325,10 @@ def test_a_manifest_claiming_another_teacher_is_rebuilt_never_resealed(hr_root, 
     ds = dataset(hr_root)
     _, key_a, folder_a = build(ds, TinyTeacher(seed=0), tmp_path / "cache")
     teacher_b = TinyTeacher(seed=1)
-    key_b = tc.cache_key(ds, {"weights_sha256": tc.weights_sha256(teacher_b)}, SCALE, "float32", {})
-    folder_b = tc.cache_dir(tmp_path / "cache", key_b)
+    key_b = teacher_cache_key.cache_key(
+        ds, {"weights_sha256": teacher_cache_key.weights_sha256(teacher_b)}, SCALE, "float32", {}
+    )
+    folder_b = teacher_cache_key.cache_dir(tmp_path / "cache", key_b)
     shutil.copytree(folder_a, folder_b)
     assert tc.TeacherOutputs.open(folder_b, key_b, ds) is None
     tc.prepare(folder_b, key_b)
@@ -340,8 +349,8 @@ def test_a_manifest_claiming_another_teacher_is_rebuilt_never_resealed(hr_root, 
 
 def test_a_killed_builds_temporaries_are_removed_when_the_next_build_starts(hr_root, tmp_path):
     ds = dataset(hr_root)
-    key = tc.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
-    directory = tc.cache_dir(tmp_path / "cache", key)
+    key = teacher_cache_key.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
+    directory = teacher_cache_key.cache_dir(tmp_path / "cache", key)
     directory.mkdir(parents=True)
     leftovers = [directory / ".000001.npy.0123456789ab.tmp", directory / ".manifest.json.ab.tmp"]
     for path in leftovers:
@@ -352,8 +361,8 @@ def test_a_killed_builds_temporaries_are_removed_when_the_next_build_starts(hr_r
 
 def test_a_full_disk_names_the_entry(hr_root, tmp_path, monkeypatch):
     ds = dataset(hr_root)
-    key = tc.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
-    directory = tc.cache_dir(tmp_path / "cache", key)
+    key = teacher_cache_key.cache_key(ds, {"weights_sha256": "w"}, SCALE, "float32", {})
+    directory = teacher_cache_key.cache_dir(tmp_path / "cache", key)
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
@@ -387,4 +396,4 @@ def test_a_cache_of_another_size_is_refused(hr_root, tmp_path):
 )
 def test_bad_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
-        tc.check_cache_options(*options)
+        teacher_cache_key.check_cache_options(*options)

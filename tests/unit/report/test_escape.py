@@ -3,6 +3,7 @@ row, and in the Markdown tables none adds a column or ends a row."""
 
 from __future__ import annotations
 
+import csv
 import re
 
 import pytest
@@ -104,3 +105,28 @@ def test_latex_text_escapes_each_special_character_once(text, tex):
 
 def test_markdown_cell_escapes_pipes_backslashes_and_newlines():
     assert markdown_cell("a|b\\|c\nd") == "a\\|b\\\\\\|c d"
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "+1+cmd|calc", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def test_report_csv_starts_user_text_a_spreadsheet_would_run_with_a_quote(tmp_path):
+    root = tmp_path / "s"
+    for i, name in enumerate(FORMULAS):
+        val = {f"val/{name}/psnr_y": 30.0 + i, f"val/{name}/ssim_y": 0.9}
+        tags = {"table": "mcad_tab3", "method": name, "scale": 4, "seed": 0}
+        write_json(root / f"r{i}" / "results.json", {"val": val, "steps": 1, "tags": tags})
+    # a method the paper has: its paper number makes the difference negative, a number
+    val = {"val/Set5/psnr_y": 20.0, "val/Set5/ssim_y": 0.5}
+    tags = {"table": "mcad_tab3", "method": "scratch", "scale": 4, "seed": 0}
+    write_json(root / "paper" / "results.json", {"val": val, "steps": 1, "tags": tags})
+    proc = run_script("-m", "srdistill.report", root, "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "o" / "report.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    text_cells = [row[key] for row in rows for key in ("method", "label", "benchmark")]
+    assert {f"'{name}" for name in FORMULAS} <= set(text_cells)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in text_cells)
+    diffs = [float(row["diff"]) for row in rows if row["diff"]]
+    assert diffs and all(d < 0 for d in diffs)  # the report's own numbers stay numbers
+    assert any(row["diff"].startswith("-") for row in rows)

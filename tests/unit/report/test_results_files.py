@@ -188,3 +188,45 @@ def test_a_run_without_steps_has_a_blank_steps_cell(tmp_path):
     proc = _report(tmp_path / "s")
     assert proc.returncode == 0, proc.stderr
     assert _table_rows(proc.stdout) == [["?", "1", "", "30.000 +- 0.000 / 0.9000"]]
+
+
+@pytest.mark.parametrize("second", ["s", "s/kd"])
+def test_a_run_under_two_of_the_folders_given_counts_once_with_one_warning(tmp_path, second):
+    _write_run(tmp_path / "s" / "kd" / "0", {"Set5": 30.0}, seed=0)
+    _write_run(tmp_path / "s" / "kd" / "1", {"Set5": 31.0}, seed=1)
+    proc = _report(tmp_path / "s", tmp_path / second, "--group", "method")
+    assert proc.returncode == 0, proc.stderr
+    assert _table_rows(proc.stdout)[0][:2] == ["scratch", "2"]
+    (warning,) = proc.stderr.strip().splitlines()
+    assert (
+        warning.startswith(f"warning: {tmp_path / second}: skipped ") and "already read" in warning
+    )
+
+
+def test_a_sweep_after_a_folder_inside_it_skips_only_the_runs_already_read(tmp_path):
+    _write_run(tmp_path / "s" / "kd" / "0", {"Set5": 30.0}, seed=0)
+    _write_run(tmp_path / "s" / "scratch" / "0", {"Set5": 29.0}, seed=1)
+    proc = _report(tmp_path / "s" / "kd", tmp_path / "s", "--group", "seed")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(row[:2] for row in _table_rows(proc.stdout)) == [["0", "1"], ["1", "1"]]
+    (warning,) = proc.stderr.strip().splitlines()
+    assert str(tmp_path / "s" / "kd" / "0") in warning and "scratch" not in warning
+
+
+@pytest.mark.parametrize("scale", ["\u00b2", "\u0664", "4.0", True])
+def test_a_scale_tag_int_cannot_read_is_refused_in_one_line_naming_the_file(tmp_path, scale):
+    run = _write_run(tmp_path / "s" / "a", {"Set5": 30.0})
+    result = json.loads((run / "results.json").read_text())
+    result["tags"]["scale"] = scale
+    write_json(run / "results.json", result)
+    proc = _report(tmp_path / "s", "--paper", "mcad_tab3")
+    assert_one_line_error(proc, str(run / "results.json"), "tags.scale must be a whole number")
+
+
+def test_a_scale_override_int_cannot_read_is_refused_in_one_line_naming_the_file(tmp_path):
+    run = tmp_path / "s" / "a"
+    write_json(run / "results.json", {"val": _val({"Set5": 30.0})})
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text("- loss=kd\n- scale=\u00b2\n")
+    proc = _report(tmp_path / "s", "--paper", "mcad_tab3")
+    assert_one_line_error(proc, str(run / ".hydra" / "overrides.yaml"), "scale must be a whole")

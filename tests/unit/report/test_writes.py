@@ -85,3 +85,16 @@ def test_a_figure_this_report_cannot_draw_is_not_left_from_an_earlier_one(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert not (out / "tradeoff_flops.png").exists() and (out / "tradeoff.png").is_file()
     assert f"removed {out / 'tradeoff_flops.png'}" in proc.stdout
+
+
+@pytest.mark.parametrize("in_the_way", ["report.md", "tradeoff_flops.png"])
+def test_a_folder_in_place_of_a_report_file_is_refused_before_any_file_is_replaced(
+    tmp_path, in_the_way
+):
+    old = _old_report(tmp_path)
+    (tmp_path / "o" / in_the_way).unlink()
+    (tmp_path / "o" / in_the_way).mkdir()
+    proc = run_script("-m", "srdistill.report", tmp_path / "s", "--out", tmp_path / "o")
+    assert_one_line_error(proc, "--out", str(tmp_path / "o" / in_the_way), "is a folder")
+    for name in set(FILES) - {in_the_way}:
+        assert (tmp_path / "o" / name).read_bytes() == old[name], name

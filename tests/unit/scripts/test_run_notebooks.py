@@ -79,6 +79,36 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path):
     assert_one_line_error(proc, "--out", str(blocker))
 
 
+def test_an_out_folder_holding_the_source_notebook_is_refused_and_the_source_kept(tmp_path):
+    source = write_notebook(tmp_path / "x.ipynb", "print(1)")
+    before = source.read_bytes()
+    for out in (tmp_path, tmp_path / "link"):
+        if out.name == "link":
+            out.symlink_to(tmp_path)
+        proc = run_script("scripts/run_notebooks.py", source, "--out", out)
+        assert_one_line_error(proc, "--out", "is the input", str(source))
+        assert source.read_bytes() == before
+
+
+def test_two_notebooks_of_one_name_are_refused_before_either_runs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_notebook(tmp_path / "a" / "x.ipynb", "print(1)")
+    second = write_notebook(tmp_path / "b" / "x.ipynb", "print(2)")
+    proc = run_script("scripts/run_notebooks.py", first, second, "--out", tmp_path / "out")
+    assert_one_line_error(proc, str(first), str(second), "different --out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5"])
+def test_a_timeout_that_would_switch_timeouts_off_is_refused(tmp_path, timeout):
+    good = write_notebook(tmp_path / "good.ipynb", "print(1)")
+    proc = run_script(
+        "scripts/run_notebooks.py", good, "--out", tmp_path / "o", "--timeout", timeout
+    )
+    assert_one_line_error(proc, f"--timeout {timeout}", "at least 1")
+
+
 @pytest.mark.slow  # starts two Jupyter kernels
 def test_a_real_cell_timeout_leaves_the_later_notebooks_running(tmp_path):
     slow = write_notebook(tmp_path / "a_slow.ipynb", "import time; time.sleep(30)")

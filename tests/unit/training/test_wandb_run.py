@@ -7,6 +7,7 @@ import pytest
 from srdistill.training.wandb_run import (
     MAX_TAG_LENGTH,
     artifact_name,
+    check_project,
     check_run_tags,
     code_version,
     run_group,
@@ -61,6 +62,17 @@ def test_a_long_lora_choice_names_the_lora_option():
 
 def test_tags_up_to_the_limit_pass():
     check_run_tags({**TABLE_RUN, "table": "t" * (MAX_TAG_LENGTH - len("table="))}, "lora")
+
+
+@pytest.mark.parametrize("project", ["my/proj", "a:b", "50%", "why?", "c#d", "e\\f", "p" * 129])
+def test_a_project_name_w_and_b_refuses_names_its_option(project):
+    with pytest.raises(ValueError, match=r"^logger\.0\.project.*W&B"):
+        check_project(project, "logger.0.project")
+
+
+@pytest.mark.parametrize("project", ["srdistill", "my-proj_2.0 x", "p" * 128, None])
+def test_project_names_w_and_b_takes_pass(project):
+    check_project(project, "logger.0.project")
 
 
 def test_group_is_the_experiment_and_nothing_for_a_single_plain_run():
