@@ -154,3 +154,15 @@ def test_a_crafted_manifest_stops_the_callback_with_one_line_naming_it(tmp_path)
     with pytest.raises(ValueError) as err:
         callback._outputs(_Trainer(), module, part, key)
     assert "\n" not in str(err.value) and str(manifest) in str(err.value)
+
+
+def test_a_cache_dir_below_a_regular_file_is_a_one_line_error_naming_the_option(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    proc = run_script(
+        "train.py",
+        "experiment=smoke",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "teacher.cache=true",
+        f"teacher.cache_builder.dir={tmp_path / 'file' / 't'}",
+    )
+    assert_one_line_error(proc, "teacher.cache_builder.dir: cannot write to folder")

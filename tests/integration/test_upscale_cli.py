@@ -15,7 +15,12 @@ from srdistill.metrics.sr import psnr_per_image
 from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.shared import requires_shared, shared_path
 from tests.integration.test_crafted_checkpoints import run_checkpoint, tiny_student_state
-from tests.unit.data.test_images import header_only_png, with_orientation
+from tests.unit.data.test_images import (
+    damaged_png,
+    half_jpeg,
+    header_only_png,
+    with_orientation,
+)
 
 SET5 = ("data", "benchmarks", "Set5")
 SPAN_TINY = ("weights", "span_tiny_ch26_x4.pth")
@@ -252,3 +257,47 @@ def test_a_sideways_stored_jpeg_is_upscaled_upright(tmp_path):
     upright = Image.fromarray(np.ascontiguousarray(np.rot90(decoded, -1)))
     upright.save(tmp_path / "upright.png")
     assert np.array_equal(np.asarray(written), expected_output(tmp_path / "upright.png"))
+
+
+def bicubic_x2(*args: object):
+    return upscale(*args, "--model", "bicubic", "--scale", "2")
+
+
+def test_a_file_upscale_did_not_write_is_never_replaced(tmp_path):
+    up = tmp_path / "up"
+    up.mkdir()
+    lr_photo(up / "p.jpg")
+    other = Image.fromarray(np.zeros((5, 5, 3), np.uint8))
+    other.save(up / "p.png")  # a different photo, not given to upscale
+    before = (up / "p.png").read_bytes()
+    proc = bicubic_x2(up / "p.jpg", "-o", up)
+    assert_one_line_error(proc, f"{up / 'p.png'}", "not written by srdistill-upscale", "-o")
+    assert unchanged(up / "p.png", before)
+    # its own outputs are rewritten when run again into the same folder
+    for _ in range(2):
+        proc = bicubic_x2(up / "p.jpg", "-o", tmp_path / "out")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    written = Image.open(tmp_path / "out" / "p.png")
+    assert written.info["Software"] == "srdistill-upscale" and written.size == (40, 28)
+
+
+@pytest.mark.parametrize("case", ["name too long", "half a jpeg", "damaged png pixels"])
+def test_a_folder_with_one_bad_input_writes_nothing(tmp_path, case):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    lr_photo(photos / "a.png")
+    bad = {
+        "name too long": lambda: lr_photo(photos / ("b" * 245 + ".png")),
+        "half a jpeg": lambda: half_jpeg(photos / "z.jpg"),
+        "damaged png pixels": lambda: damaged_png(photos / "z.png"),
+    }[case]()
+    proc = bicubic_x2(photos, "-o", tmp_path / "out")
+    assert_one_line_error(proc, bad.name[:40])
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_an_empty_output_folder_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = bicubic_x2(lr_photo(tmp_path / "p.jpg"), "-o", "")
+    assert_one_line_error(proc, "-o/--output is empty")
+    assert not (tmp_path / "p.png").exists()

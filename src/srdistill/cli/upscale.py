@@ -19,7 +19,12 @@ Give --model (a name of conf/model) for other files.
 
 An output never replaces an input: an output path that is an input file (also through a
 symlink or a hard link) is refused before anything is written, and a folder search skips
-OUT_DIR when it lies inside the folder, so earlier outputs are not upscaled again.
+OUT_DIR when it lies inside the folder, so earlier outputs are not upscaled again. Nor does an
+output replace a file upscale did not write: every PNG it writes is marked (PNG text
+Software=srdistill-upscale), and an output path holding any other file is refused before
+anything is upscaled; running again into the same OUT_DIR rewrites its own earlier outputs.
+Every input is decoded once before any is upscaled, so a damaged file is refused before
+anything is written.
 
 Images are read as training reads them: EXIF orientation applied (a sideways-stored phone photo
 comes out upright); 16-bit images scaled to 8 bits (value / 257, rounded); float images read on
@@ -29,6 +34,7 @@ images are upscaled as RGB and written as RGB. Transparency: the RGB channels go
 network; the alpha channel is upscaled with MATLAB-style bicubic and re-attached (RGBA PNG).
 """
 
+MARK = ("Software", "srdistill-upscale")  # PNG tEXt written before the pixels: read from the header
 EXAMPLE = "example: srdistill-upscale photos/ -o upscaled/ --ckpt span_tiny_ch26_x4.pth"
 
 
@@ -71,16 +77,16 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     from srdistill.eval.tiling import check_tiling
     from srdistill.models.from_file import check_model_name
-    from srdistill.outputs import ensure_writable_dir
 
     check_model_name(args.model, "--model")
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale {args.scale}: give a positive factor (2, 3, 4, 8)")
     if args.tile is not None and args.tile < 1 or args.tile_overlap < 0:
         raise ValueError("--tile must be positive and --tile-overlap 0 or more (LR pixels)")
+    if not args.output:
+        raise ValueError("-o/--output is empty; give the folder to write the upscaled images to")
     device = _device(args.device, torch)
     jobs = plan(args.inputs, Path(args.output))
-    ensure_writable_dir(args.output, "-o/--output")
     check_tiling(args.tile, args.tile_overlap)
     model, scale = _network(args)
     model = model.to(device)
@@ -119,9 +125,11 @@ def _network(args):
 
 
 def plan(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, every input checked readable, every output name distinct and
-    none of them an input file."""
+    """(input, output) pairs, every output name distinct, none of them an input file or a file
+    upscale did not write, every one writable, and every input decoded once: all known to work
+    before the first image is upscaled. Decoding twice costs little beside the network."""
     from srdistill.data.images import check_image
+    from srdistill.outputs import ensure_writable_dir, ensure_writable_file
 
     jobs: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
@@ -133,8 +141,13 @@ def plan(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
     _check_targets(jobs, out_dir)
+    ensure_writable_dir(out_dir, "-o/--output")
+    for _, target in jobs:
+        _refuse_foreign(target)
+        # also probes the temporary name write_atomic uses (a name too long fails here)
+        ensure_writable_file(target, "-o/--output")
     for source, _ in jobs:
-        check_image(source)
+        check_image(source, decode=True)
     return jobs
 
 
@@ -177,6 +190,24 @@ def _check_targets(jobs: list[tuple[Path, Path]], out_dir: Path) -> None:
             )
 
 
+def _refuse_foreign(target: Path) -> None:
+    """An existing ``target`` is replaced only when it is one of upscale's own marked PNGs."""
+    if not target.exists() and not target.is_symlink():
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(target) as img:
+            ours = img.format == "PNG" and img.info.get(MARK[0]) == MARK[1]
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours either
+        ours = False
+    if not ours:
+        raise ValueError(
+            f"-o/--output: {target} already exists and was not written by srdistill-upscale; "
+            "give another -o folder, or remove that file"
+        )
+
+
 def _inode(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_dev, stat.st_ino
@@ -193,6 +224,7 @@ def upscale_file(model, source: Path, target: Path, scale: int, device, args) ->
     import numpy as np
     import torch
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     from srdistill.data.bicubic import imresize
     from srdistill.data.images import read_image, to_tensor
@@ -209,7 +241,9 @@ def upscale_file(model, source: Path, target: Path, scale: int, device, args) ->
         alpha_up = np.clip(np.round(plane * 255.0), 0, 255).astype(np.uint8)
         pixels = np.concatenate([pixels, alpha_up[..., None]], axis=2)
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    mark = PngInfo()
+    mark.add_text(*MARK)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", pnginfo=mark)
     return write_atomic(target, lambda f: f.write(buffer.getvalue()), "-o/--output")
 
 

@@ -8,8 +8,10 @@ and evaluation see the same pixels:
   decoding: a small file claiming 100000 x 100000 pixels never allocates them.
 - Images of several frames (GIF/APNG animations, multi-page TIFFs) are refused; the extra
   frames of a camera's MPO JPEG are previews of the first and are ignored.
-- 16-bit images are scaled to 8 bits (value / 257, rounded, as MATLAB's ``im2uint8``); float
-  images are read on [0, 1] (value * 255, rounded) and refused when their values leave [0, 1].
+- 16-bit single-channel images are scaled to 8 bits (value / 257, rounded, as MATLAB's
+  ``im2uint8``); 16-bit colour PNGs reach us as PIL decodes them, its 8-bit high byte (a
+  truncation: 65280 reads 255, not 254); float images are read on [0, 1] (value * 255, rounded)
+  and refused when their values leave [0, 1].
 
 Each refusal is a ``ValueError`` naming the file and what to do, on one line.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MAX_PIXELS = 178_956_970  # PIL's MAX_IMAGE_PIXELS: 0.5 GiB as 8-bit RGB, a 13000 x 13000 photo
@@ -33,6 +35,16 @@ EXIF_ORIENTATION = 0x0112
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 GRAY_MODES = ("1", "L", "LA", "La", "F", *SIXTEEN_BIT_MODES)
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose)
+UPRIGHT_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageError(ValueError):
@@ -53,9 +65,12 @@ def read_image(path: str | Path) -> DecodedImage:
     """``path`` decoded, upright and checked (see the module docstring)."""
     try:
         with open_image(path) as img:
+            # decided from the header, as upright_size is: an EXIF block that only decoding
+            # reaches (a PNG eXIf chunk after the pixels) must not turn the image afterwards
+            turn = orientation(img)
             img.load()
-            if orientation(img) != 1:
-                ImageOps.exif_transpose(img, in_place=True)
+            if turn != 1:
+                img = img.transpose(UPRIGHT_TRANSPOSE[turn])
             rgb, gray = pixels_to_rgb(img, path)
             return DecodedImage(rgb, gray, _alpha(img))
     except ImageError:
@@ -74,16 +89,21 @@ def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
     return image.rgb, image.gray
 
 
-def check_image(path: str | Path) -> None:
+def check_image(path: str | Path, decode: bool = False) -> None:
     """Refuse ``path`` now if ``read_image`` would: header checks and PIL's ``verify``, and a
-    decode only for float and 32-bit images, whose values decide whether they can be read."""
+    decode only for float and 32-bit images, whose values decide whether they can be read.
+
+    ``decode=True`` decodes every image: ``verify`` checks almost nothing in a JPEG (one cut in
+    half passes it), so only a full decode proves the pixels readable."""
     try:
         with open_image(path) as img:
-            if img.mode in ("F", "I"):
-                img.load()
-                pixels_to_rgb(img, path)
-            else:
+            value_checked = img.mode in ("F", "I")
+            if not (decode or value_checked):
                 img.verify()
+                return
+            img.load()
+            if value_checked:
+                pixels_to_rgb(img, path)
     except ImageError:
         raise
     except READ_ERRORS as err:

@@ -8,12 +8,17 @@ from the mod-cropped HR with the MATLAB-compatible bicubic and cached (on disk u
 memory-mapped, so a patch costs reading its rows instead of decoding a whole PNG. Every cache entry
 is named after the SHA-256 of its source file, hashed once when the dataset is built, and checked
 when read (``srdistill.data.decoded_cache``): an entry that does not check out is made again.
+With a cache, a source is decoded from the very bytes that were hashed again when read: a file
+changed since the dataset was built is refused (restart the run), never cached under the key of
+the content it replaced. Entry names hold the digest and at most ``NAME_BYTES`` bytes of the
+source's name, so a long file name never makes a name too long for the file system.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import warnings
 from pathlib import Path
 
@@ -27,6 +32,25 @@ from srdistill.data.decoded_cache import image_size, read_decoded, write_decoded
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
 from srdistill.data.teacher_cache import TeacherOutputs, stored_to_tensor
 from srdistill.data.validation import BAD_IMAGE_POLICIES, describe_bad_images, find_bad_images
+
+NAME_BYTES = 48  # of a source's name kept in its entries' names, for whoever lists the cache
+
+
+def _short_name(name: str) -> str:
+    """At most ``NAME_BYTES`` bytes of ``name`` (UTF-8, never a cut character): entry names stay
+    far below the file system's 255 bytes, temporaries included, whatever the image's name."""
+    return name.encode()[:NAME_BYTES].decode(errors="ignore")
+
+
+class _SourceBytes(io.BytesIO):
+    """A file's bytes in memory that print as its path, so decoding errors name the file."""
+
+    def __init__(self, data: bytes, path: Path) -> None:
+        super().__init__(data)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.path)
 
 
 def _index_lr_folder(lr_root: Path, scale: int) -> dict[str, Path]:
@@ -174,9 +198,10 @@ class PairedImageDataset(Dataset):
             raise ValueError("this dataset has no lr_cache_dir")
         path = self.hr_files[index]
         relative = path.relative_to(self.hr_root)
-        # the full name (suffix included) keeps a.png and a.jpg apart; the content digest keeps
-        # a replaced image apart from the one it replaced, whatever its size and mtime
-        name = f"{relative.name}.{self.source_digest(path)[:32]}x{self.scale}.{kind}.npy"
+        # the content digest keeps a.png and a.jpg apart, and a replaced image apart from the one
+        # it replaced, whatever its size and mtime; the name is only for people reading the folder
+        digest = self.source_digest(path)[:32]
+        name = f"{_short_name(relative.name)}.{digest}.x{self.scale}.{kind}.npy"
         return self.cache_dir / relative.parent / name
 
     def lr_cache_path(self, index: int) -> Path:
@@ -195,7 +220,7 @@ class PairedImageDataset(Dataset):
         assert self.cache_dir is not None and self.lr_root is not None
         key = hashlib.sha1(str(self.lr_root.resolve()).encode()).hexdigest()[:12]
         relative = lr_path.relative_to(self.lr_root)
-        name = f"{relative.name}.{self.source_digest(lr_path)[:32]}.npy"
+        name = f"{_short_name(relative.name)}.{self.source_digest(lr_path)[:32]}.decoded.npy"
         return self.cache_dir.parent.parent / key / "decoded" / relative.parent / name
 
     def _decoded(self, source: Path, cache_file: Path, crop: int) -> np.ndarray:
@@ -208,20 +233,32 @@ class PairedImageDataset(Dataset):
             cached = read_decoded(cache_file, identity, shape)
             if cached is not None:
                 return cached
-        image = mod_crop(read_rgb(source)[0], crop)
+        image = mod_crop(self._decode(source), crop)
         write_decoded(cache_file, image, identity)
         return image
+
+    def _decode(self, source: Path) -> np.ndarray:
+        """``source`` decoded; with a cache, from the bytes just hashed, refused when they are
+        not the content its cache entries are keyed by (the file changed during the run)."""
+        if self.cache_dir is None:
+            return read_rgb(source)[0]
+        data = source.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.source_digest(source):
+            raise ValueError(
+                f"training image {source} changed since the dataset was built; restart the run"
+            )
+        return read_rgb(_SourceBytes(data, source))[0]
 
     def _read_hr(self, index: int) -> np.ndarray:
         path = self.hr_files[index]
         if self.decoded_cache:
             return self._decoded(path, self.decoded_cache_path(index), self.scale)
-        return mod_crop(read_rgb(path)[0], self.scale)
+        return mod_crop(self._decode(path), self.scale)
 
     def _read_lr_file(self, lr_path: Path) -> np.ndarray:
         if self.decoded_cache:
             return self._decoded(lr_path, self._lr_file_cache_path(lr_path), 1)
-        return read_rgb(lr_path)[0]
+        return self._decode(lr_path)
 
     def _generated_lr(self, index: int, hr: np.ndarray) -> tuple[np.ndarray, Path | None]:
         """The LR made from ``hr`` and the cache file it was read from or written to."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -193,6 +194,16 @@ class TeacherOutputs:
         return np.array(array[top : top + height, left : left + width])
 
 
+def _refuse_irregular_manifest(manifest_path: Path) -> None:
+    """A manifest that is a folder, a link or a special file was put there by someone, not by
+    ``finish``: say so rather than empty the cache around it (or fail halfway through)."""
+    if not stat.S_ISREG(os.lstat(manifest_path).st_mode):
+        raise ValueError(
+            f"teacher-output cache manifest {manifest_path} is not a regular file; remove it, "
+            f"or delete the cache folder {manifest_path.parent}"
+        )
+
+
 def prepare(directory: Path, key: dict) -> None:
     """Before a build (one process, before the others start): remove the temporary files a
     killed build left, and empty the folder when its manifest was made for another key or is
@@ -203,6 +214,7 @@ def prepare(directory: Path, key: dict) -> None:
     manifest_path = directory / MANIFEST
     if not manifest_path.exists() and not manifest_path.is_symlink():
         return  # an unfinished build: its entries that check out are reused
+    _refuse_irregular_manifest(manifest_path)  # before anything is deleted
     manifest = _read_manifest(directory)
     if manifest is not None and manifest.get("key") == key:
         return

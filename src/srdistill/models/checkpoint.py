@@ -45,7 +45,8 @@ def read_checkpoint_file(path: str | Path, option: str | None = None) -> object:
     path = Path(path)
     label = f"{option}={path}" if option else str(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {label} does not exist; check the path")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise CheckpointError(f"checkpoint {label} {what}; check the path")
     _check_unpacked_size(path, label)
     try:
         # torch warns about pickle protocols it does not expect; the refusal below says it all

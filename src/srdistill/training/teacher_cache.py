@@ -20,6 +20,7 @@ from tqdm import tqdm
 from srdistill.data import teacher_cache, teacher_cache_key
 from srdistill.data.paired import PairedConcatDataset, PairedImageDataset
 from srdistill.eval.tiling import tiled_forward
+from srdistill.outputs import ensure_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class TeacherOutputCache(Callback):
         compute: dict | None = None,
     ) -> None:
         teacher_cache_key.check_cache_options(dtype, tile, tile_overlap, batch_size)
-        self.root, self.dtype = Path(dir), dtype
+        # here, when train.py builds its callbacks: a bad folder is named before the model exists
+        self.root = ensure_writable_dir(dir, teacher_cache.OPTION)
+        self.dtype = dtype
         self.tile, self.overlap, self.batch_size = tile, tile_overlap, batch_size
         self.compute = {"tile": tile, "tile_overlap": tile_overlap, **(compute or {})}
 

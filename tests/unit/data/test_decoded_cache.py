@@ -264,3 +264,43 @@ def test_crafted_or_half_written_entry_is_never_served(tmp_path, photo, kind):
     assert not marker.exists()
     # rewritten in place: the next run is served the right image
     np.testing.assert_array_equal(read_decoded(path, hr_identity(ds), (48, 48, 3)), photo[:48, :48])
+
+
+@pytest.mark.parametrize("decoded_cache", [True, False])
+def test_a_file_changed_during_the_run_is_refused_never_cached_under_its_old_key(
+    tmp_path, photo, decoded_cache
+):
+    image = photo[:48, :48]
+    hr_root, cache = folder(tmp_path, image), tmp_path / "cache"
+    path = hr_root / "sub" / "photo.png"
+    ds = dataset(hr_root, cache, decoded_cache=decoded_cache)
+    write_png(path, 255 - image)  # same size, other pixels, after the digests were taken
+    with pytest.raises(ValueError, match="photo.png changed since the dataset was built") as err:
+        ds.load_pair(0)
+    assert "\n" not in str(err.value) and not list(cache.rglob("*.npy"))
+    write_png(path, image)  # the original is back: its entries must hold its own pixels
+    lr, hr = dataset(hr_root, cache, decoded_cache=decoded_cache).load_pair(0)
+    np.testing.assert_array_equal(hr, image)
+    np.testing.assert_array_equal(lr, imresize(image, scale=1 / SCALE))
+
+
+def test_a_training_file_with_the_longest_legal_name_gets_short_cache_entries(tmp_path, photo):
+    hr_root, cache = tmp_path / "hr", tmp_path / "cache"
+    write_png(hr_root / ("a" * 240 + ".png"), photo[:48, :48])
+    write_png(hr_root / ("é" * 120 + ".png"), photo[:48, :48])  # 2-byte characters
+    for _ in range(2):  # written, then served
+        ds = dataset(hr_root, cache, decoded_cache=True)
+        for index in range(2):
+            np.testing.assert_array_equal(ds.load_pair(index)[1], photo[:48, :48])
+    names = [p.name for p in cache.rglob("*.npy")]
+    assert len(names) == 4 and max(len(n.encode()) for n in names) < 120
+
+
+def test_entries_of_the_previous_naming_are_left_unused(tmp_path, photo):
+    hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
+    ds = dataset(hr_root, cache, decoded_cache=True)
+    digest = ds.source_digest(ds.hr_files[0])
+    old = ds.decoded_cache_path(0).parent / f"photo.png.{digest[:32]}x{SCALE}.hr.npy"
+    write_decoded(old, np.zeros((48, 48, 3), np.uint8), hr_identity(ds))
+    np.testing.assert_array_equal(ds.load_pair(0)[1], photo[:48, :48])
+    assert ds.decoded_cache_path(0) != old

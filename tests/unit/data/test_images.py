@@ -146,3 +146,62 @@ def test_training_reports_what_the_reader_refuses_as_bad_images(tmp_path):
     assert set(problems) == {bomb, anim}
     assert "10,000,000,000 pixels" in problems[bomb] and "2 frames" in problems[anim]
     assert str(bomb) not in problems[bomb]  # the caller names the path once
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def with_late_exif(path, pixels: np.ndarray, orientation: int):
+    """A PNG whose eXIf chunk (``orientation``) comes after the pixels, before IEND."""
+    Image.fromarray(pixels).save(path)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    block = exif.tobytes()
+    block = block[6:] if block.startswith(b"Exif\0\0") else block
+    raw = path.read_bytes()
+    end = raw.rindex(b"IEND") - 4
+    path.write_bytes(raw[:end] + png_chunk(b"eXIf", block) + raw[end:])
+    return path
+
+
+def test_the_size_known_from_the_header_is_the_decoded_size(tmp_path):
+    late = with_late_exif(tmp_path / "late.png", noise(4, 6), 6)
+    tiff = tmp_path / "turned.tif"
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(np.full((4, 6), 0.5, np.float32), "F").save(tiff, exif=exif)
+    for path in (late, tiff):
+        with images.open_image(path) as img:
+            header_size = images.upright_size(img)
+        assert header_size == read_image(path).rgb.shape[:2], path.name
+
+
+def damaged_png(path):
+    """A PNG whose pixel data is corrupt while every chunk CRC is right."""
+    Image.fromarray(noise(32, 32)).save(path)
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"IDAT") + 4
+    length = struct.unpack(">I", raw[start - 8 : start - 4])[0]
+    data = bytes(raw[start : start + length])
+    data = data[:20] + bytes(b ^ 0x5A for b in data[20:])
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + data) & 0xFFFFFFFF)
+    raw[start : start + length + 4] = data + crc
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def half_jpeg(path):
+    Image.fromarray(noise(64, 64)).save(path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+@pytest.mark.parametrize("damage", [half_jpeg, damaged_png], ids=["half jpeg", "bad idat"])
+def test_a_full_check_decodes_what_verify_lets_through(tmp_path, damage):
+    path = damage(tmp_path / ("photo.jpg" if damage is half_jpeg else "photo.png"))
+    with pytest.raises(ImageError, match=f"cannot read image {path}"):
+        check_image(path, decode=True)
+    check_image(with_orientation(tmp_path / "fine.jpg", noise(8, 8), 6), decode=True)

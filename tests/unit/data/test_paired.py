@@ -255,7 +255,7 @@ class TestGeneratedLR:
         expected = first.load_pair(0)[0]
         cached = sorted(cache.rglob("*.npy"))
         digest = first.source_digest(hr_root / "sub" / "photo.png")
-        assert [p.name for p in cached] == [f"photo.png.{digest[:32]}x4.lr.npy"]
+        assert [p.name for p in cached] == [f"photo.png.{digest[:32]}.x4.lr.npy"]
         assert cached == [first.lr_cache_path(0)]
         assert cached[0].parent.name == "sub" and cached[0].parent.parent.name == "X4"
         assert not list(cache.rglob("*.tmp*"))

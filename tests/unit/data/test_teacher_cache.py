@@ -397,3 +397,15 @@ def test_a_cache_of_another_size_is_refused(hr_root, tmp_path):
 def test_bad_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
         teacher_cache_key.check_cache_options(*options)
+
+
+def test_a_manifest_replaced_by_a_folder_is_named_before_any_entry_is_deleted(hr_root, tmp_path):
+    _, key, directory = build(dataset(hr_root), TinyTeacher(), tmp_path / "cache")
+    manifest = directory / tc.MANIFEST
+    manifest.unlink()
+    manifest.mkdir()
+    entries = sorted(directory.glob(tc.ENTRY_GLOB))
+    with pytest.raises(ValueError, match="manifest.json is not a regular file; remove it") as err:
+        tc.prepare(directory, key)
+    assert "\n" not in str(err.value) and str(manifest) in str(err.value)
+    assert sorted(directory.glob(tc.ENTRY_GLOB)) == entries and len(entries) == 3

@@ -211,3 +211,13 @@ def test_a_zip_that_unpacks_to_far_more_than_it_holds_is_refused_before_loading(
     assert crafted.stat().st_size < 1 << 20
     with pytest.raises(CheckpointError, match=r"unpack to 209,7\d\d,\d\d\d bytes from a"):
         read_state_dict(crafted, "teacher.ckpt")
+
+
+def test_a_fifo_or_a_folder_is_named_for_what_it_is_and_never_opened(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.pth")  # opening it for reading would block
+    (tmp_path / "folder.pth").mkdir()
+    for name in ("fifo.pth", "folder.pth"):
+        with pytest.raises(CheckpointError, match="is not a regular file"):
+            read_state_dict(tmp_path / name, "ckpt")
