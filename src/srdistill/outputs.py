@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+TEMP_HEX = "[0-9a-f]" * 12  # the random part of write_atomic's temporary names
+
 
 class OutputError(OSError):
     """An output place that cannot be written; the message is one line naming the path."""
@@ -63,15 +65,23 @@ def ensure_writable_file(path: str | Path, option: str, inputs=()) -> Path:
 
 
 def refuse_overwriting(path: str | Path, inputs, option: str) -> None:
-    """An output that is one of the inputs (the same file, also through a link) is refused:
-    what a user gave to read is never replaced by what was made from it."""
+    """An output that is one of the inputs (the same file, also through a link, a hard link or
+    a ``missing/..`` detour) is refused: what a user gave to read is never replaced by what was
+    made from it."""
     path = Path(path)
     for source in inputs:
-        if source and path.exists() and Path(source).exists() and os.path.samefile(path, source):
+        if source and _same_file(path, Path(source)):
             raise OutputError(
                 f"{option}={path} is the input {source}; writing it would destroy the input: "
                 "give another output name"
             )
+
+
+def _same_file(path: Path, source: Path) -> bool:
+    # realpath also settles "missing/.." the way the write will once the folder is made
+    if os.path.realpath(path) == os.path.realpath(source):
+        return True
+    return path.exists() and source.exists() and os.path.samefile(path, source)
 
 
 @contextmanager
@@ -122,10 +132,10 @@ def write_text(path: str | Path, text: str, option: str = "output") -> Path:
 
 def remove_stale_temporaries(path: str | Path) -> int:
     """Delete temporary files that a killed :func:`write_atomic` left beside ``path``
-    (``.<name>.<hex>.tmp``); returns how many were removed."""
+    (``.<name>.<12 hex digits>.tmp``, exactly the names it makes); returns how many."""
     path = Path(path)
     removed = 0
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{TEMP_HEX}.tmp"):
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed

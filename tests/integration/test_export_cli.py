@@ -90,3 +90,17 @@ def test_a_temporary_left_by_a_killed_export_is_removed_by_the_next(weights, tmp
     left.write_bytes(b"half an export")
     assert export_run(weights, out).returncode == 0
     assert not left.exists() and out.is_file()
+
+
+def test_an_out_reaching_the_input_through_a_missing_folder_is_refused(weights, tmp_path):
+    before = weights.read_bytes()
+    proc = export_run(weights, tmp_path / "not_yet" / ".." / weights.name)
+    assert_one_line_error(proc, "is the input")
+    assert weights.read_bytes() == before
+
+
+def test_only_names_write_atomic_makes_are_cleared_never_an_input(weights, tmp_path):
+    kept = tmp_path / ".model.pth.keep.tmp"
+    kept.write_bytes(weights.read_bytes())
+    assert export_run(kept, tmp_path / "model.pth").returncode == 0
+    assert kept.read_bytes() == weights.read_bytes()

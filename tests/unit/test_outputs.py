@@ -52,8 +52,13 @@ def test_the_check_sees_the_complete_new_file_and_a_refusal_keeps_the_previous(t
 
 def test_temporaries_a_killed_writer_left_are_removed_and_nothing_else(tmp_path):
     target = tmp_path / "entry[0].pt"
-    left = [tmp_path / ".entry[0].pt.0123abcd.tmp", tmp_path / ".entry[0].pt.ffff.tmp"]
-    kept = [target, tmp_path / ".entry[1].pt.0123abcd.tmp", tmp_path / "entry[0].pt.tmp"]
+    left = [tmp_path / ".entry[0].pt.0123456789ab.tmp", tmp_path / ".entry[0].pt.ffffffffffff.tmp"]
+    kept = [
+        target,
+        tmp_path / ".entry[1].pt.0123456789ab.tmp",  # another file's
+        tmp_path / "entry[0].pt.tmp",
+        tmp_path / ".entry[0].pt.keep.tmp",  # not a name write_atomic makes: the user's
+    ]
     for path in left + kept:
         path.write_bytes(b"x")
     assert remove_stale_temporaries(target) == 2

@@ -35,7 +35,10 @@ def _regular(path: Path, mode: int) -> None:
 def read_input(path: Path, limit: int = INPUT_LIMIT) -> bytes:
     """The bytes of ``path`` (a symbolic link is followed) if it is a regular file of at most
     ``limit`` bytes; anything else is a :class:`ReportError` naming it."""
-    info = os.stat(path)
+    try:
+        info = os.stat(path)
+    except OSError as err:  # a dangling link, a folder that cannot be entered
+        raise ReportError(f"{path}: cannot be read ({err.strerror}); fix or remove it") from None
     _regular(path, info.st_mode)
     if info.st_size > limit:
         raise _too_large(path, limit)
@@ -85,3 +88,6 @@ def read_json(path: Path):
         raise ReportError(f"{path}: {err}") from None
     except RecursionError:
         raise ReportError(f"{path}: nested too deeply to be a results file") from None
+    except ValueError as err:  # e.g. an integer over Python's 4300-digit conversion limit
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ReportError(f"{path}: not a results file ({reason})") from None

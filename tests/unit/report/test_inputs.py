@@ -18,6 +18,7 @@ SECONDS_BEFORE_UNBLOCKING = 10
 
 
 def _run(folder, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
     tags = {"table": "mcad_tab3", "method": "kd", "scale": 4, "seed": seed}
     val = {"val/Set5/psnr_y": 30.0, "val/Set5/ssim_y": 0.9}
     write_json(folder / "results.json", {"val": val, "steps": 1, "tags": tags})
@@ -108,3 +109,16 @@ def test_a_file_longer_than_its_stated_size_is_read_no_further_than_the_limit(tm
     with pytest.raises(ReportError, match="larger than 64 bytes"):
         read_input(tmp_path / "results.json", limit=64)
     assert len(read_input(tmp_path / "results.json", limit=2**20)) > 64
+
+
+def test_an_integer_python_will_not_convert_is_one_line_naming_the_file(tmp_path):
+    path = _run(tmp_path / "s" / "run") / "results.json"
+    path.write_text(path.read_text().replace('"steps": 1', '"steps": 1' + "0" * 5000))
+    assert_one_line_error(_report(tmp_path / "s"), str(path), "not a results file")
+
+
+def test_a_dangling_results_json_link_is_one_line_naming_it(tmp_path):
+    (tmp_path / "s" / "run").mkdir(parents=True)
+    link = tmp_path / "s" / "run" / "results.json"
+    link.symlink_to(tmp_path / "gone.json")
+    assert_one_line_error(_report(tmp_path / "s"), str(link), "cannot be read")

@@ -82,7 +82,7 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path):
 def test_an_out_folder_holding_the_source_notebook_is_refused_and_the_source_kept(tmp_path):
     source = write_notebook(tmp_path / "x.ipynb", "print(1)")
     before = source.read_bytes()
-    for out in (tmp_path, tmp_path / "link"):
+    for out in (tmp_path, tmp_path / "link", tmp_path / "not_yet" / ".."):
         if out.name == "link":
             out.symlink_to(tmp_path)
         proc = run_script("scripts/run_notebooks.py", source, "--out", out)
