@@ -36,8 +36,8 @@ test-gpu: install
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check src tests scripts benchmarks *.py
-	$(PY) -m ruff format --check src tests scripts benchmarks *.py
+	$(PY) -m ruff check src tests scripts benchmarks examples *.py
+	$(PY) -m ruff format --check src tests scripts benchmarks examples *.py
 
 eval: install
 	$(PY) eval.py $(ARGS)

@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from srdistill.eval.efficiency import count_parameters, latency_ratio
+from srdistill.eval.cost import count_parameters, latency_ratio
 from srdistill.models.checkpoint import load_weights
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

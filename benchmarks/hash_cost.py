@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.data.decoded_cache import read_entry, write_entry
 from srdistill.data.images import list_images
 from srdistill.data.paired import PairedImageDataset
 from srdistill.outputs import write_json
-from srdistill.report.cli import OneLineErrorParser
 
 ALGORITHMS = ("sha256", "blake2b")
 CHUNK = 1 << 20

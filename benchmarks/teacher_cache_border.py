@@ -20,13 +20,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.data.images import to_tensor
 from srdistill.data.paired import PairedImageDataset, random_crop_origin
 from srdistill.data.samples import TRAIN_SET, materialize_samples
 from srdistill.eval.tiling import tiled_forward
 from srdistill.models.checkpoint import load_weights
 from srdistill.outputs import write_json
-from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

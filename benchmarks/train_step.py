@@ -39,15 +39,15 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.cli.builders import build_loss
 from srdistill.data.samples import sample_paired_dataset
-from srdistill.eval.efficiency import count_parameters
+from srdistill.eval.cost import count_parameters
 from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.context import StepContext
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.module import DistillationModule
 from srdistill.outputs import write_json
-from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TRAINER_ARMS = ("mcad_online", "scratch", "mcad_cached", "kd_cached", "kd_cont_cached")

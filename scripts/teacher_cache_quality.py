@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from srdistill.report.cli import OneLineErrorParser
+from srdistill.cli.arguments import OneLineErrorParser
 
 
 def runs(root: Path) -> dict[tuple[bool, int], dict]:

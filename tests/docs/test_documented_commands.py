@@ -3,6 +3,8 @@
 The commands are parsed out of the fenced shell blocks and composed as Hydra would (a sweep's
 first value stands for the sweep), so a renamed group or key breaks this test, not a user's run.
 Placeholders (PATH, <date>, /data/...) are plain values to Hydra and compose as they are.
+Leading environment assignments (``PYTHONPATH=examples/plugin python train.py ...``) are skipped,
+and a ``hydra.searchpath`` is read from the repository root, as the docs run every command.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tests.helpers.shared import REPO_ROOT
 DOCS = ["README.md", "docs/GUIDE.md"]
 ENTRY_POINTS = {"train.py": "train", "eval.py": "eval", "export.py": "export"}
 ENTRY_POINTS["efficiency.py"] = "efficiency"
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
 
 
 def shell_commands(text: str) -> list[str]:
@@ -37,6 +40,8 @@ def hydra_commands() -> list[tuple[str, str, list[str]]]:
     for doc in DOCS:
         for command in shell_commands((REPO_ROOT / doc).read_text()):
             words = shlex.split(command)
+            while words and ENV_ASSIGNMENT.match(words[0]):
+                words = words[1:]
             scripts = [i for i, w in enumerate(words) if w.split("/")[-1] in ENTRY_POINTS]
             if scripts and words[0].split("/")[-1] in ("python", "python3", "srun", "torchrun"):
                 at = scripts[0]
@@ -68,5 +73,6 @@ def test_the_docs_hold_hydra_commands():
 @pytest.mark.parametrize(
     "doc, config, args", COMMANDS, ids=[f"{d}:{c}:{' '.join(a)[:60]}" for d, c, a in COMMANDS]
 )
-def test_documented_command_composes(doc, config, args):
+def test_documented_command_composes(doc, config, args, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # a relative hydra.searchpath (file://examples/plugin/conf)
     compose_config(config, first_of_each_sweep(args))

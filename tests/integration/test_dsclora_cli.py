@@ -8,11 +8,11 @@ import torch
 
 from srdistill.data.samples import VAL_SET, materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks
-from srdistill.eval.efficiency import count_parameters
-from srdistill.export import deployed_student
+from srdistill.eval.cost import count_parameters
 from srdistill.lora.inject import LoRASpec
 from srdistill.models.backbones.span import span_ch26, span_ch28
 from srdistill.models.checkpoint import read_state_dict
+from srdistill.models.run_student import deployed_student
 from tests.helpers.cli import assert_one_line_error, export_last_checkpoint, run_script
 from tests.helpers.training import train
 

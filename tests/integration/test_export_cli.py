@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srdistill import export
+from srdistill import export_formats as export
 from srdistill.models.detect import config_args
 from srdistill.models.registry import build_from_record
 from tests.helpers.cli import assert_one_line_error, run_script

@@ -10,7 +10,7 @@ import torch
 from srdistill.data import teacher_cache as tc
 from srdistill.data import teacher_cache_key
 from srdistill.data.paired import PairedImageDataset
-from srdistill.training.teacher_cache import TeacherOutputCache
+from srdistill.training.teacher_cache_callback import TeacherOutputCache
 from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.images import write_png
 from tests.helpers.training import train, train_process

@@ -1,4 +1,5 @@
-"""``benchmarks/data.py`` and ``benchmarks/eval.py`` run end to end on tiny inputs."""
+"""``benchmarks/data_throughput.py`` and ``benchmarks/eval_throughput.py`` run end to end on
+tiny inputs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_data_benchmark_reports_every_setting(tmp_path):
         write_png(tmp_path / "hr" / f"{i}.png", noise((40, 44, 3), i))
     out = tmp_path / "data.json"
     proc = run_script(
-        "benchmarks/data.py",
+        "benchmarks/data_throughput.py",
         *("--root", str(tmp_path / "hr"), "--images", "2", "--patch", "4", "--batch", "4"),
         *("--repeat", "4", "--workers", "1", "--repeats", "1", "--json", str(out)),
     )
@@ -44,7 +45,7 @@ def test_eval_benchmark_tiled_equals_whole_image(tmp_path):
         write_png(tmp_path / "Urban100" / "HR" / f"img{i}.png", noise((48, 40, 3), i))
     out = tmp_path / "eval.json"
     proc = run_script(
-        "benchmarks/eval.py",
+        "benchmarks/eval_throughput.py",
         *("--root", str(tmp_path), "--limit", "1", "--tiles", "none", "4"),
         *("--dtypes", "float32", "--threads", "1", "--json", str(out)),
     )

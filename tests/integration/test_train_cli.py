@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from srdistill.cli.builders import build_loss
-from srdistill.eval.efficiency import count_flops
+from srdistill.eval.cost import count_flops
 from tests.helpers.cli import assert_one_line_error, run_script
 from tests.helpers.configs import CONF_DIR, compose_config
 from tests.helpers.training import SMOKE_RUNS, student_state, train, train_process
@@ -40,7 +40,7 @@ def test_smoke_run_writes_results_and_checkpoints(smoke_run, loss):
         for key in (
             "train/loss/cont/img",
             "train/loss/cont/patch",
-            "train/tau",
+            "train/loss/cont/tau",
             "train/d_real",
             "train/loss/adv",
         ):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from srdistill.export import deployed_student
 from srdistill.models.checkpoint import load_weights
+from srdistill.models.run_student import deployed_student
 from tests.helpers.cli import export_last_checkpoint
 from tests.helpers.configs import compose_config
 from tests.helpers.devices import TRAINER, on_devices

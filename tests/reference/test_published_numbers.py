@@ -12,7 +12,7 @@ import pytest
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import mod_crop, read_rgb
 from srdistill.eval.benchmark import evaluate_benchmarks
-from srdistill.eval.efficiency import count_flops, count_parameters
+from srdistill.eval.cost import count_flops, count_parameters
 from srdistill.models.backbones.bicubic import Bicubic
 from srdistill.models.backbones.edsr import edsr_student, edsr_teacher
 from srdistill.models.backbones.rcan import rcan_student, rcan_teacher

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from srdistill.export import export_format, verify_export, write_export
+from srdistill.export_formats import export_format, format_for, verify_export, write_export
 from srdistill.models.detect import config_args
 from srdistill.models.registry import build_from_record
 
@@ -81,3 +81,24 @@ def test_a_file_that_does_not_match_fails_verification(network, tmp_path):
     other = build_from_record(*ARCH, None).eval()  # other random weights
     with pytest.raises(ValueError, match="verification failed: pth file .* differs"):
         verify_export(other, path, "pth", scale=2, architecture=ARCH)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "out", "expected"),
+    [
+        (None, "student.safetensors", "safetensors"),
+        (None, "student.ONNX", "onnx"),
+        (None, "student.pth", "pth"),
+        (None, "student.bin", "pth"),  # an ending that says nothing: the plain state dict
+        ("torchscript", "student.pt", "torchscript"),
+        ("slim", "student.pth", "pth"),
+    ],
+)
+def test_the_format_is_the_one_given_or_the_one_the_file_name_says(fmt, out, expected):
+    assert format_for(fmt, out) == expected
+
+
+@pytest.mark.parametrize(("fmt", "out"), [("pth", "s.safetensors"), ("onnx", "s.pth")])
+def test_a_format_contradicting_the_file_name_is_refused(fmt, out):
+    with pytest.raises(ValueError, match=f"format={fmt} but out={out}"):
+        format_for(fmt, out)

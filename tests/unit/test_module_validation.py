@@ -86,7 +86,7 @@ def test_the_deployed_copy_is_built_once_per_validation(monkeypatch):
     validate(module)
     validate(module)
     assert len(calls) == 2  # two validations of two batches each
-    assert not module._deployed  # and let go after each
+    assert not module.validation._deployed  # and let go after each
 
 
 def test_a_plain_student_is_validated_once_under_val():

@@ -6,9 +6,11 @@ so a mistyped option is reported in the time Hydra takes to compose (about a sec
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -127,3 +129,24 @@ def run_hydra_main(hydra_main: Callable[[], object]) -> None:
             raise
         print(f"error: {value_error_message(err, sys.argv[1:])}", file=sys.stderr)
         sys.exit(2)
+
+
+def installed_command(config_name: str, job_module: str) -> None:
+    """An entry point as an installed console command: the repository's ``conf/<config_name>``
+    composed with the same ``key=value`` options, the job imported only once they compose."""
+    import hydra
+
+    conf_dir = Path(__file__).resolve().parents[3] / "conf"
+
+    def job(cfg):
+        return importlib.import_module(job_module).main_from_cfg(cfg)
+
+    run_hydra_main(
+        hydra.main(config_path=str(conf_dir), config_name=config_name, version_base="1.3")(job)
+    )
+
+
+def export_main() -> None:
+    """``srdistill-export``: ``export.py`` as an installed command (a source checkout installed
+    with ``pip install -e .``, as the README's setup does, whose ``conf/`` it composes)."""
+    installed_command("export", "srdistill.cli.export")

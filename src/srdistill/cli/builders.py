@@ -11,9 +11,10 @@ from torch import nn
 from srdistill.cli.common import build_model, model_choice
 from srdistill.losses.combine import WeightedLoss
 from srdistill.models import zoo
-from srdistill.models.registry import student_record
+from srdistill.models.registry import build_record_of
 from srdistill.module import DistillationModule
 from srdistill.training import perf
+from srdistill.training.perf import speed_callbacks
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -113,7 +114,7 @@ def build_student(cfg: DictConfig) -> tuple[nn.Module, dict | None, dict]:
             )
         instantiate(lora_cfg).apply(student)
     # plain values from an allow-list: export rebuilds from them and never from a _target_
-    build = student_record(
+    build = build_record_of(
         name,
         OmegaConf.to_container(cfg.student.arch, resolve=True),
         OmegaConf.to_container(lora_cfg, resolve=True) if lora_cfg else None,
@@ -122,10 +123,11 @@ def build_student(cfg: DictConfig) -> tuple[nn.Module, dict | None, dict]:
     return student, pretrained, build
 
 
-def build_module(cfg: DictConfig) -> DistillationModule:
-    loss = build_loss(cfg.loss)
+def build_module(cfg: DictConfig, loss: WeightedLoss | None = None) -> DistillationModule:
+    """The module of ``cfg``; ``loss``: the run's loss when already built (once per run)."""
+    loss = loss if loss is not None else build_loss(cfg.loss)
     teacher, identity = build_teacher(cfg, loss.needs_teacher)
-    student, pretrained, student_build = build_student(cfg)
+    student, pretrained, build_record = build_student(cfg)
     disc_cfg = cfg.loss.get("discriminator")
     discriminator = (
         instantiate(disc_cfg) if disc_cfg is not None and loss.needs_discriminator else None
@@ -145,7 +147,7 @@ def build_module(cfg: DictConfig) -> DistillationModule:
         scale=cfg.scale,
         teacher_identity=identity,
         pretrained_student=pretrained,
-        student_build=student_build,
+        build_record=build_record,
         # plain containers keep run checkpoints loadable with torch.load(weights_only=True)
         **OmegaConf.to_container(cfg.module, resolve=True),
         **perf.module_options(cfg.get("perf")),
@@ -159,7 +161,7 @@ def build_loggers(cfg: DictConfig) -> list | bool:
 def build_trainer(cfg: DictConfig, loggers: list | bool | None = None, extra_callbacks=()):
     """A Trainer; pass ``loggers`` to keep logging into the same run across training stages;
     ``extra_callbacks`` run before the configured ones (the teacher-output cache)."""
-    callbacks = list(extra_callbacks)
+    callbacks = list(extra_callbacks) + speed_callbacks(cfg.get("perf"))
     if cfg.get("callbacks"):
         # callbacks.samples=null switches one off
         callbacks += [instantiate(c) for c in cfg.callbacks.values() if c is not None]

@@ -15,7 +15,8 @@ import copy
 
 from omegaconf import DictConfig, open_dict
 
-from srdistill.cli.builders import build_loss
+from srdistill.cli.builders import build_module
+from srdistill.cli.preflight import check_outputs
 from srdistill.losses.combine import WeightedLoss
 
 CONTROL_FOLDER = "without_teacher"
@@ -23,13 +24,13 @@ CONTROL_FOLDER = "without_teacher"
 
 def teacher_terms(loss: WeightedLoss) -> list[str]:
     """Terms that read the teacher's outputs or features."""
-    return [name for name, term in loss.terms.items() if getattr(term, "needs_teacher", False)]
+    return [name for name, contract in loss.contracts.items() if contract.needs_teacher]
 
 
-def control_config(cfg: DictConfig) -> DictConfig | None:
-    """``cfg`` without its teacher terms, writing below ``<run_dir>/without_teacher``; None when
-    the loss reads no teacher (the run already is its own control)."""
-    loss = build_loss(cfg.loss)
+def control_config(cfg: DictConfig, loss: WeightedLoss) -> DictConfig | None:
+    """``cfg`` without the teacher terms of ``loss`` (its built loss), writing below
+    ``<run_dir>/without_teacher``; None when the loss reads no teacher (the run already is its
+    own control)."""
     dropped = teacher_terms(loss)
     if not dropped:
         return None
@@ -47,3 +48,15 @@ def control_config(cfg: DictConfig) -> DictConfig | None:
         if control.get("logger"):
             control.logger = [c for c in control.logger if "wandb" not in str(c.get("_target_"))]
     return control
+
+
+def build_control(cfg: DictConfig, module) -> tuple[DictConfig, object] | tuple[None, None]:
+    """The no-teacher control arm (``compare_without_teacher``), starting from the very
+    weights the distilled student starts from."""
+    control_cfg = control_config(cfg, module.loss) if cfg.get("compare_without_teacher") else None
+    if control_cfg is None:
+        return None, None
+    check_outputs(control_cfg)
+    control = build_module(control_cfg)
+    control.student.load_state_dict(module.student.state_dict())
+    return control_cfg, control

@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from srdistill.cli.common import check_scale, exit_on_user_error, model_choice
-from srdistill.eval.efficiency import efficiency_report
+from srdistill.eval.cost import efficiency_report
 from srdistill.outputs import ensure_writable_file, write_json
 
 

@@ -79,14 +79,21 @@ def format_comparison(
     return "\n".join(lines)
 
 
-def where_line(run_dir: str | Path, best_checkpoint: str | None) -> str:
-    """Where the run's outputs are, and how to use the student on one's own photos."""
+def where_line(
+    run_dir: str | Path, best_checkpoint: str | None, own_model: str | None = None
+) -> str:
+    """Where the run's outputs are, and how to use the student on one's own photos; for a
+    student of the user's own code (``own_model``: its conf/model name), which the upscaler
+    cannot rebuild, how to export it instead."""
     run_dir = Path(run_dir)
     strips = sorted((run_dir / "samples").glob("step_*.png"))
     best = best_checkpoint or str(run_dir / "checkpoints" / "last.ckpt")
     parts = [f"run folder: {run_dir}", f"best checkpoint: {best}"]
     if strips:
         parts.append(f"sample strip (LR | bicubic | teacher | student | HR): {strips[-1]}")
+    if own_model:
+        export = f"python export.py ckpt={best} model={own_model} out=student.safetensors"
+        return "\n".join(parts) + f"\nexport this student (with your hydra.searchpath): {export}"
     upscale = f"{_upscale_command()} PHOTO.png -o upscaled/ --ckpt {best}"
     return "\n".join(parts) + f"\nupscale your own photos with this student: {upscale}"
 

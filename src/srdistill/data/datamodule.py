@@ -10,7 +10,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from srdistill.data.benchmark import BenchmarkDataset
+from srdistill.data.benchmark_sets import BenchmarkDataset
 from srdistill.data.sampler import ResumableRandomSampler
 from srdistill.data.samples import materialize_samples
 

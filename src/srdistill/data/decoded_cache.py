@@ -22,16 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
 
 from srdistill.data.images import open_image, upright_size
 from srdistill.outputs import write_atomic
+from srdistill.regular_files import NotRegularFileError, open_regular, stat_regular
 
 TRAILER_MAGIC = b"SRDISTILL-CACHE-ENTRY 1\n"
 TRAILER_SIZE = 512
+NOT_REGULAR = "is a symbolic link or not a regular file"
 _CHECKED: dict[str, tuple] = {}  # path -> (file state, identity, checksum) verified here
 
 
@@ -76,28 +77,25 @@ def write_entry(path: Path, array: np.ndarray, identity: str, option: str = "cac
     return checksum
 
 
-def open_regular(path: Path) -> int:
-    """A read-only descriptor of ``path``, refused unless it is a regular file.
-
-    ``lstat`` refuses links and special files before any open; ``O_NOFOLLOW | O_NONBLOCK``
-    covers a file swapped in between (a FIFO opened non-blocking returns at once)."""
+def open_cache_file(path: Path) -> int:
+    """A read-only descriptor of a cache file, refused (``EntryError``) unless it is a regular
+    file: a link, a FIFO or a device is refused before any open, and one swapped in before the
+    open is refused without blocking (``srdistill.regular_files``). ``FileNotFoundError`` when
+    there is no file."""
     try:
-        mode = os.lstat(path).st_mode
+        stat_regular(path, follow_links=False)
     except FileNotFoundError:
         raise
     except OSError as err:
         raise EntryError(f"cannot be read ({err.strerror})") from err
-    if not stat.S_ISREG(mode):
-        raise EntryError("is a symbolic link or not a regular file")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    except NotRegularFileError:
+        raise EntryError(NOT_REGULAR) from None
     try:
-        fd = os.open(path, flags)
+        return open_regular(path, follow_links=False)
     except OSError as err:
         raise EntryError(f"cannot be opened ({err.strerror})") from err
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise EntryError("is a symbolic link or not a regular file")
-    return fd
+    except NotRegularFileError:
+        raise EntryError(NOT_REGULAR) from None
 
 
 def _read_trailer(f, size: int) -> dict:
@@ -120,7 +118,7 @@ def _read_trailer(f, size: int) -> dict:
 
 def entry_checksum(path: Path) -> str:
     """The checksum an entry's trailer records (check the entry with ``read_entry`` first)."""
-    with os.fdopen(open_regular(path), "rb") as f:
+    with os.fdopen(open_cache_file(path), "rb") as f:
         return _read_trailer(f, os.fstat(f.fileno()).st_size)["sha256"]
 
 
@@ -158,7 +156,7 @@ def read_entry(
 
     Raises ``FileNotFoundError`` when there is no entry, ``EntryError`` when it must not be
     served."""
-    fd = open_regular(path)
+    fd = open_cache_file(path)
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         trailer = _read_trailer(f, info.st_size)

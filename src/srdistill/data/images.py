@@ -18,6 +18,7 @@ Each refusal is a ``ValueError`` naming the file and what to do, on one line.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MAX_PIXELS = 178_956_970  # PIL's MAX_IMAGE_PIXELS: 0.5 GiB as 8-bit RGB, a 13000 x 13000 photo
@@ -61,10 +62,11 @@ class DecodedImage:
     alpha: np.ndarray | None
 
 
-def read_image(path: str | Path) -> DecodedImage:
-    """``path`` decoded, upright and checked (see the module docstring)."""
+def read_image(path: str | Path, data: bytes | None = None) -> DecodedImage:
+    """``path`` decoded, upright and checked (see the module docstring); given ``data``, the
+    file's bytes already read, those are decoded instead of reading the file again."""
     try:
-        with open_image(path) as img:
+        with open_image(path, data) as img:
             # decided from the header, as upright_size is: an EXIF block that only decoding
             # reaches (a PNG eXIf chunk after the pixels) must not turn the image afterwards
             turn = orientation(img)
@@ -79,13 +81,14 @@ def read_image(path: str | Path) -> DecodedImage:
         raise _read_error(path, err) from None
 
 
-def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
+def read_rgb(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray, bool]:
     """Load an image as uint8 RGB (H, W, 3); also say whether it was stored single-channel.
 
     Single-channel images (mode L, as Set14's ``bridge``) are replicated to three channels, the
-    convention of modern toolboxes; the flag lets a metric treat them the classic way.
+    convention of modern toolboxes; the flag lets a metric treat them the classic way. ``data``:
+    as for ``read_image``.
     """
-    image = read_image(path)
+    image = read_image(path, data)
     return image.rgb, image.gray
 
 
@@ -111,9 +114,10 @@ def check_image(path: str | Path, decode: bool = False) -> None:
 
 
 @contextmanager
-def open_image(path: str | Path) -> Iterator[Image.Image]:
-    """``path`` opened (header read, pixels not decoded), refused if too large or animated."""
-    with _open_within_limit(path) as img:
+def open_image(path: str | Path, data: bytes | None = None) -> Iterator[Image.Image]:
+    """``path`` opened (header read, pixels not decoded), refused if too large or animated;
+    from ``data`` when given (the file's bytes, read already), errors still naming ``path``."""
+    with _open_within_limit(path, data) as img:
         width, height = img.size
         if width * height > MAX_PIXELS:
             raise _too_large(path, f"{width}x{height} ({width * height:,} pixels)")
@@ -126,12 +130,12 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
 
 
 @contextmanager
-def _open_within_limit(path: str | Path) -> Iterator[Image.Image]:
+def _open_within_limit(path: str | Path, data: bytes | None) -> Iterator[Image.Image]:
     try:
         with warnings.catch_warnings():
             # PIL only warns between its limit and twice it; open_image refuses those itself
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path if data is None else io.BytesIO(data))
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         pixels = f"{int(found.group(1)):,} pixels" if found else f"over {2 * MAX_PIXELS:,} pixels"
@@ -150,6 +154,8 @@ def _too_large(path, size: str) -> ImageError:
 def _read_error(path, err: Exception) -> ImageError:
     lines = str(err).strip().splitlines()
     reason = lines[0].replace(f" '{path}'", "") if lines else type(err).__name__
+    if isinstance(err, UnidentifiedImageError):  # PIL names what it read: a path or a buffer
+        reason = "cannot identify image file"
     return ImageError(f"cannot read image {path}: {reason}")
 
 

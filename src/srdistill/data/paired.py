@@ -2,23 +2,13 @@
 
 HR images are found recursively. LR images come from an LR folder in DIV2K naming
 (``0001x4.png`` for ``0001.png``, searched recursively) when one is given, otherwise they are made
-from the mod-cropped HR with the MATLAB-compatible bicubic and cached (on disk under
-``lr_cache_dir`` when set, else in memory per worker). With ``decoded_cache`` the decoded images
-(HR, LR files and generated LR) are kept under ``lr_cache_dir`` as uint8 ``.npy`` entries read
-memory-mapped, so a patch costs reading its rows instead of decoding a whole PNG. Every cache entry
-is named after the SHA-256 of its source file, hashed once when the dataset is built, and checked
-when read (``srdistill.data.decoded_cache``): an entry that does not check out is made again.
-With a cache, a source is decoded from the very bytes that were hashed again when read: a file
-changed since the dataset was built is refused (restart the run), never cached under the key of
-the content it replaced. Entry names hold the digest and at most ``NAME_BYTES`` bytes of the
-source's name, so a long file name never makes a name too long for the file system.
+from the mod-cropped HR with the MATLAB-compatible bicubic. Decoded images and generated LR are
+cached, keyed by the content of their source files (``srdistill.data.image_cache``).
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
-import io
 import warnings
 from pathlib import Path
 
@@ -26,31 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from srdistill.checksums import file_sha256
-from srdistill.data.bicubic import imresize
-from srdistill.data.decoded_cache import image_size, read_decoded, write_decoded
-from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor
+from srdistill.data.image_cache import TrainingImageCache
+from srdistill.data.images import list_images, to_tensor
 from srdistill.data.teacher_cache import TeacherOutputs, stored_to_tensor
 from srdistill.data.validation import BAD_IMAGE_POLICIES, describe_bad_images, find_bad_images
-
-NAME_BYTES = 48  # of a source's name kept in its entries' names, for whoever lists the cache
-
-
-def _short_name(name: str) -> str:
-    """At most ``NAME_BYTES`` bytes of ``name`` (UTF-8, never a cut character): entry names stay
-    far below the file system's 255 bytes, temporaries included, whatever the image's name."""
-    return name.encode()[:NAME_BYTES].decode(errors="ignore")
-
-
-class _SourceBytes(io.BytesIO):
-    """A file's bytes in memory that print as its path, so decoding errors name the file."""
-
-    def __init__(self, data: bytes, path: Path) -> None:
-        super().__init__(data)
-        self.path = path
-
-    def __str__(self) -> str:
-        return str(self.path)
 
 
 def _index_lr_folder(lr_root: Path, scale: int) -> dict[str, Path]:
@@ -137,12 +106,11 @@ class PairedImageDataset(Dataset):
                     f"images (first: {missing[0]}); fix lr_root or leave it null to generate LR"
                 )
         self._drop_bad_images(on_bad_image)
-        self.cache_dir = self._cache_dir(lr_cache_dir)
-        self._digests: dict[Path, str] = {}
+        self.cache = TrainingImageCache(
+            self.hr_root, self.lr_root, scale, lr_cache_dir, decoded_cache
+        )
         if self.cache_dir is not None:  # here, once, before loader workers copy the dataset
             self.hash_sources()
-        self.decoded_cache = decoded_cache
-        self._memory_cache: dict[int, np.ndarray] = {}
         # decoded (LR, HR) pairs per worker: for small sets, where decoding a large PNG for every
         # patch would cost more than the training step itself
         self.keep_in_memory = keep_in_memory
@@ -168,11 +136,15 @@ class PairedImageDataset(Dataset):
         warnings.warn(f"training data {self.hr_root}: skipping {summary}", stacklevel=2)
         self.hr_files = [p for p in self.hr_files if p not in problems]
 
-    def _cache_dir(self, lr_cache_dir: str | Path | None) -> Path | None:
-        if lr_cache_dir is None:
-            return None
-        key = hashlib.sha1(str(self.hr_root.resolve()).encode()).hexdigest()[:12]
-        return Path(lr_cache_dir) / key / f"X{self.scale}"
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where this set's cache entries go (None: no ``lr_cache_dir``)."""
+        return self.cache.directory
+
+    @property
+    def decoded_cache(self) -> bool:
+        """Whether decoded images are cached too (``data.decoded_cache``)."""
+        return self.cache.decoded
 
     def __len__(self) -> int:
         return len(self.hr_files) * self.repeat
@@ -180,101 +152,22 @@ class PairedImageDataset(Dataset):
     def source_digest(self, path: Path) -> str:
         """SHA-256 of a training file's bytes, the key of every cache entry made from it;
         read once per process (``hash_sources`` reads them all when the dataset is built)."""
-        digest = self._digests.get(path)
-        if digest is None:
-            digest = self._digests[path] = file_sha256(path)
-        return digest
+        return self.cache.source_digest(path)
 
     def hash_sources(self) -> None:
         """Hash every HR (and LR folder) file now, so loader workers inherit the digests."""
-        for path in self.hr_files:
-            self.source_digest(path)
-            lr_path = self._lr_file(path)
-            if lr_path is not None:
-                self.source_digest(lr_path)
-
-    def _entry_path(self, index: int, kind: str) -> Path:
-        if self.cache_dir is None:
-            raise ValueError("this dataset has no lr_cache_dir")
-        path = self.hr_files[index]
-        relative = path.relative_to(self.hr_root)
-        # the content digest keeps a.png and a.jpg apart, and a replaced image apart from the one
-        # it replaced, whatever its size and mtime; the name is only for people reading the folder
-        digest = self.source_digest(path)[:32]
-        name = f"{_short_name(relative.name)}.{digest}.x{self.scale}.{kind}.npy"
-        return self.cache_dir / relative.parent / name
+        sources = [[path, self._lr_file(path)] for path in self.hr_files]
+        self.cache.hash_sources(p for pair in sources for p in pair if p is not None)
 
     def lr_cache_path(self, index: int) -> Path:
         """Where the generated LR of HR image ``index`` is cached on disk: named after the HR
         file's content digest, so a replaced image never meets the old image's LR."""
-        return self._entry_path(index, "lr")
+        return self.cache.entry_path(self.hr_files[index], "lr")
 
     def decoded_cache_path(self, index: int) -> Path:
         """Where the decoded, mod-cropped HR image ``index`` is cached (``decoded_cache``); keyed
         like ``lr_cache_path``, next to it."""
-        return self._entry_path(index, "hr")
-
-    def _lr_file_cache_path(self, lr_path: Path) -> Path:
-        """Where a file of the LR folder is cached decoded: keyed by that folder, name and
-        content digest, as the HR images are."""
-        assert self.cache_dir is not None and self.lr_root is not None
-        key = hashlib.sha1(str(self.lr_root.resolve()).encode()).hexdigest()[:12]
-        relative = lr_path.relative_to(self.lr_root)
-        name = f"{_short_name(relative.name)}.{self.source_digest(lr_path)[:32]}.decoded.npy"
-        return self.cache_dir.parent.parent / key / "decoded" / relative.parent / name
-
-    def _decoded(self, source: Path, cache_file: Path, crop: int) -> np.ndarray:
-        """``source`` decoded and mod-cropped to ``crop``: from ``cache_file`` when it holds that
-        image of the size the source's header gives, else decoded and written there."""
-        identity = f"decoded:{self.source_digest(source)}:mod{crop}"
-        size = image_size(source)
-        if size is not None:
-            shape = (size[0] - size[0] % crop, size[1] - size[1] % crop, 3)
-            cached = read_decoded(cache_file, identity, shape)
-            if cached is not None:
-                return cached
-        image = mod_crop(self._decode(source), crop)
-        write_decoded(cache_file, image, identity)
-        return image
-
-    def _decode(self, source: Path) -> np.ndarray:
-        """``source`` decoded; with a cache, from the bytes just hashed, refused when they are
-        not the content its cache entries are keyed by (the file changed during the run)."""
-        if self.cache_dir is None:
-            return read_rgb(source)[0]
-        data = source.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.source_digest(source):
-            raise ValueError(
-                f"training image {source} changed since the dataset was built; restart the run"
-            )
-        return read_rgb(_SourceBytes(data, source))[0]
-
-    def _read_hr(self, index: int) -> np.ndarray:
-        path = self.hr_files[index]
-        if self.decoded_cache:
-            return self._decoded(path, self.decoded_cache_path(index), self.scale)
-        return mod_crop(self._decode(path), self.scale)
-
-    def _read_lr_file(self, lr_path: Path) -> np.ndarray:
-        if self.decoded_cache:
-            return self._decoded(lr_path, self._lr_file_cache_path(lr_path), 1)
-        return self._decode(lr_path)
-
-    def _generated_lr(self, index: int, hr: np.ndarray) -> tuple[np.ndarray, Path | None]:
-        """The LR made from ``hr`` and the cache file it was read from or written to."""
-        if self.cache_dir is None:
-            if index not in self._memory_cache:
-                self._memory_cache[index] = imresize(hr, scale=1.0 / self.scale)
-            return self._memory_cache[index], None
-        entry = self.lr_cache_path(index)
-        identity = f"bicubic-lr:{self.source_digest(self.hr_files[index])}:x{self.scale}"
-        shape = (hr.shape[0] // self.scale, hr.shape[1] // self.scale, 3)
-        lr = read_decoded(entry, identity, shape)
-        if lr is None:
-            lr = imresize(np.asarray(hr), scale=1.0 / self.scale)
-            write_decoded(entry, lr, identity)
-        # without decoded_cache the LR is read whole, as the decoded HR is
-        return (lr if self.decoded_cache else np.array(lr)), entry
+        return self.cache.entry_path(self.hr_files[index], "hr")
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole mod-cropped HR image and its LR, uint8 (H, W, 3), decoded once per worker
@@ -291,12 +184,12 @@ class PairedImageDataset(Dataset):
         Whatever the LR comes from (LR folder, disk cache, generated), it must be exactly the
         HR size / scale; a mismatch names both files."""
         path = self.hr_files[index]
-        hr = self._read_hr(index)
+        hr = self.cache.read_hr(path)
         lr_path = self._lr_file(path)
         if lr_path is None:
-            lr, lr_path = self._generated_lr(index, hr)
+            lr, lr_path = self.cache.generated_lr(path, hr)
         else:
-            lr = self._read_lr_file(lr_path)
+            lr = self.cache.read_lr_file(lr_path)
         if lr.shape[0] * self.scale != hr.shape[0] or lr.shape[1] * self.scale != hr.shape[1]:
             source = lr_path if lr_path is not None else "generated LR"
             raise ValueError(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -36,13 +35,14 @@ import torch
 from srdistill.data.decoded_cache import (
     EntryError,
     entry_checksum,
-    open_regular,
+    open_cache_file,
     read_entry,
     write_entry,
 )
 from srdistill.data.images import open_image, to_tensor, upright_size
 from srdistill.data.teacher_cache_key import CACHE_DTYPES, key_digest
 from srdistill.outputs import write_atomic
+from srdistill.regular_files import NotRegularFileError, stat_regular
 
 MANIFEST = "manifest.json"
 ENTRY_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9].npy"
@@ -94,7 +94,7 @@ def _read_manifest(directory: Path) -> dict | None:
     """The manifest as a dict; None when there is none, or it is not a regular JSON object
     (never written so by ``finish``: ``prepare`` starts such a folder over)."""
     try:
-        fd = open_regular(directory / MANIFEST)
+        fd = open_cache_file(directory / MANIFEST)
     except (FileNotFoundError, EntryError):
         return None
     with os.fdopen(fd, "rb") as f:
@@ -197,11 +197,13 @@ class TeacherOutputs:
 def _refuse_irregular_manifest(manifest_path: Path) -> None:
     """A manifest that is a folder, a link or a special file was put there by someone, not by
     ``finish``: say so rather than empty the cache around it (or fail halfway through)."""
-    if not stat.S_ISREG(os.lstat(manifest_path).st_mode):
+    try:
+        stat_regular(manifest_path, follow_links=False)
+    except NotRegularFileError:
         raise ValueError(
             f"teacher-output cache manifest {manifest_path} is not a regular file; remove it, "
             f"or delete the cache folder {manifest_path.parent}"
-        )
+        ) from None
 
 
 def prepare(directory: Path, key: dict) -> None:

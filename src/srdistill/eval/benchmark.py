@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from srdistill.data.benchmark import STANDARD_SETS, BenchmarkDataset, available_sets
+from srdistill.data.benchmark_sets import STANDARD_SETS, BenchmarkDataset, available_sets
 from srdistill.eval.tiling import check_tiling, tiled_forward
 from srdistill.metrics.sr import PSNR, SSIM
 

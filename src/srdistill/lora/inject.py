@@ -123,3 +123,12 @@ def lora_param_groups(params: Sequence[nn.Parameter], model: nn.Module) -> list[
     groups = [{"params": [p for p in params if id(p) not in special]}]
     groups += [{"params": ps, "lr_scale": ratio} for ratio, ps in scaled.items()]
     return [g for g in groups if g["params"]]
+
+
+def lora_optimizer(factory, params: Sequence[nn.Parameter], model: nn.Module):
+    """``factory(groups)`` over ``lora_param_groups``, each group's learning rate scaled by its
+    ``lr_scale`` (LoRA+: B's learning rate is a multiple of A's)."""
+    optimizer = factory(lora_param_groups(params, model))
+    for group in optimizer.param_groups:
+        group["lr"] *= group.get("lr_scale", 1.0)
+    return optimizer

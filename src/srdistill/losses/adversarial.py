@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 
 
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -25,8 +25,10 @@ def discriminator_loss(
     return scale * (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean())
 
 
-class GeneratorAdversarialLoss(nn.Module):
+class GeneratorAdversarialLoss(LossTerm):
     """The student's adversarial term; D is read from the step context and not updated here."""
+
+    adversarial = True
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         if ctx.discriminator is None:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 
 
 def normalized_positions(feat: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -59,7 +60,7 @@ def affinity_l1(feat_s: torch.Tensor, feat_t: torch.Tensor, chunk_rows: int = 10
     return total / (n * hw * hw)
 
 
-class _TappedFeatureLoss(nn.Module):
+class _TappedFeatureLoss(LossTerm):
     """A term reading the same named taps of student and teacher (``ctx.feats_s/feats_t``)."""
 
     needs_teacher = True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from srdistill.losses.adversarial import GeneratorAdversarialLoss
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import TermContract
+from srdistill.models.taps import check_taps
 
 
 class WeightedLoss(nn.Module):
@@ -16,7 +17,8 @@ class WeightedLoss(nn.Module):
 
     ``terms`` maps a name to ``{"weight": float, "loss": nn.Module}``; each loss takes a
     ``StepContext``. Term modules (projection heads, temperature) are submodules, so their
-    parameters train with the student.
+    parameters train with the student. What each term needs is read once into
+    ``contracts`` (``srdistill.losses.term``); everything below derives from them.
 
     ``step_groups`` (e.g. ``[[rec, resp], [zoom_in, zoom_out]]``, DUKD's two-step update) splits
     the terms into groups that the module minimises one after the other, one optimizer step
@@ -32,6 +34,7 @@ class WeightedLoss(nn.Module):
             raise ValueError("loss.terms is empty: give at least one term, e.g. rec")
         self.terms = nn.ModuleDict({name: term["loss"] for name, term in active.items()})
         self.weights = {name: float(term["weight"]) for name, term in active.items()}
+        self.contracts = {name: _contract(name, term) for name, term in self.terms.items()}
         self.step_groups = self._groups(step_groups, list(terms))
 
     def _groups(self, step_groups, known: list[str]) -> list[list[str]]:
@@ -54,7 +57,7 @@ class WeightedLoss(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        return any(getattr(term, "needs_teacher", False) for term in self.terms.values())
+        return any(c.needs_teacher for c in self.contracts.values())
 
     @property
     def reads_teacher_outputs_only(self) -> bool:
@@ -68,47 +71,71 @@ class WeightedLoss(nn.Module):
     @property
     def teacher_runners(self) -> list[str]:
         """Terms that run the teacher network themselves (on inputs of their own)."""
-        return [name for name, t in self.terms.items() if getattr(t, "runs_teacher", False)]
+        return [name for name, c in self.contracts.items() if c.runs_teacher]
 
     @property
     def needs_discriminator(self) -> bool:
-        return any(isinstance(term, GeneratorAdversarialLoss) for term in self.terms.values())
+        return any(c.adversarial for c in self.contracts.values())
 
     @property
     def min_batch_size(self) -> int:
         """The smallest batch every term works with (image-level InfoNCE needs two)."""
-        return max((getattr(t, "min_batch_size", 1) for t in self.terms.values()), default=1)
+        return max((c.min_batch_size for c in self.contracts.values()), default=1)
 
     @property
     def min_hr_patch_size(self) -> int:
         """The smallest HR training patch every term works with (patch-level windows)."""
-        return max((getattr(t, "min_hr_patch_size", 1) for t in self.terms.values()), default=1)
-
-    def _taps(self, side: str) -> list[str]:
-        names: dict[str, None] = {}
-        for term in self.terms.values():
-            names.update(dict.fromkeys(getattr(term, f"{side}_taps", ())))
-        return list(names)
+        return max((c.min_hr_patch_size for c in self.contracts.values()), default=1)
 
     @property
     def student_taps(self) -> list[str]:
         """Intermediate features of the student some term reads (``ctx.feats_s``)."""
-        return self._taps("student")
+        return _unique(tap for c in self.contracts.values() for tap in c.student_taps)
 
     @property
     def teacher_taps(self) -> list[str]:
         """Intermediate features of the teacher some term reads (``ctx.feats_t``)."""
-        return self._taps("teacher")
+        return _unique(tap for c in self.contracts.values() for tap in c.teacher_taps)
+
+    def reads_student_output(self, names: Sequence[str]) -> bool:
+        """Whether any of the terms ``names`` reads the student's outputs (``ctx.sr_s``,
+        ``ctx.feats_s``), so they must be recomputed for it after an earlier group's step."""
+        return any(self.contracts[name].reads_student_output for name in names)
+
+    def check_networks(self, student, teacher, discriminator) -> None:
+        """Fail at construction, not mid-step, when a term asks for what the networks lack."""
+        if self.needs_teacher and teacher is None:
+            raise ValueError(
+                "the loss uses the teacher but no teacher was given (backbone/teacher)"
+            )
+        if self.needs_discriminator and discriminator is None:
+            raise ValueError("the loss has an adversarial term but loss.discriminator is null")
+        check_taps(student, self.student_taps, "student")
+        check_taps(teacher, self.teacher_taps, "teacher")
 
     def forward(
         self, ctx: StepContext, names: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted total and the unweighted value of every term (for logging); only the terms
-        ``names`` (one step group) when given."""
+        """Weighted total and the unweighted value of every term, plus each term's logged
+        values as ``<term>/<key>`` (for logging); only the terms ``names`` (one step group)
+        when given."""
         terms = {name: self.terms[name] for name in (self.terms if names is None else names)}
         values = {name: term(ctx) for name, term in terms.items()}
         total = sum(self.weights[name] * value for name, value in values.items())
         for name, term in terms.items():
-            for sub, value in getattr(term, "last_terms", {}).items():
-                values[f"{name}/{sub}"] = value
+            if self.contracts[name].logs_values:
+                for key, value in term.logged_values().items():
+                    values[f"{name}/{key}"] = value
         return total, values
+
+
+def _contract(name: str, term: nn.Module) -> TermContract:
+    try:
+        return TermContract.of(term)
+    except ValueError as err:
+        raise ValueError(f"loss.terms.{name}: {err}") from None
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    """``names`` in first-seen order, each once."""
+    return list(dict.fromkeys(names))

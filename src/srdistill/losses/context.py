@@ -13,7 +13,8 @@ class StepContext:
     """Batch, outputs and the models of one step; loss terms read what they need.
 
     ``sr_t`` and ``feats_t`` are computed by the module only when a term declares
-    ``needs_teacher``; ``discriminator`` is set for adversarial terms. ``student`` and
+    ``needs_teacher``; ``discriminator`` is set for adversarial terms (the contract:
+    ``srdistill.losses.term``). ``student`` and
     ``teacher`` are there for terms that run the networks on inputs of their own (DUKD's
     upcycled data, MiPKD's block path); the teacher is frozen, and a term must not let its
     parameters receive gradients.

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 
 HEAD_DEPTHS = ("paper", "released")
 PATCH_NEGATIVES = ("image", "batch")
@@ -153,8 +154,11 @@ def patch_info_nce(
     return per_image.mean()
 
 
-class MultiScaleContrastiveLoss(nn.Module):
-    """L_cont = w_img * L_img + w_patch * L_patch on SR outputs (see module docstring)."""
+class MultiScaleContrastiveLoss(LossTerm):
+    """L_cont = w_img * L_img + w_patch * L_patch on SR outputs (see module docstring).
+
+    Logs the two scales (``img``, ``patch``, unweighted) and the temperature (``tau``).
+    """
 
     needs_teacher = True
 
@@ -186,7 +190,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         if not learn_heads:
             for p in self.parameters():
                 p.requires_grad_(False)
-        self.last_terms: dict[str, torch.Tensor] = {}
+        self.last_values: dict[str, torch.Tensor] = {}
 
     @property
     def min_batch_size(self) -> int:
@@ -229,11 +233,14 @@ class MultiScaleContrastiveLoss(nn.Module):
     def forward(self, ctx: StepContext) -> torch.Tensor:
         sr_t = ctx.teacher_output()
         total = ctx.sr_s.new_zeros(())
-        self.last_terms = {}
+        self.last_values = {"tau": self.temperature().detach()}
         if self.img_weight:
-            self.last_terms["img"] = self.image_loss(ctx.sr_s, sr_t)
-            total = total + self.img_weight * self.last_terms["img"]
+            self.last_values["img"] = self.image_loss(ctx.sr_s, sr_t)
+            total = total + self.img_weight * self.last_values["img"]
         if self.patch_weight:
-            self.last_terms["patch"] = self.patch_loss(ctx.sr_s, sr_t)
-            total = total + self.patch_weight * self.last_terms["patch"]
+            self.last_values["patch"] = self.patch_loss(ctx.sr_s, sr_t)
+            total = total + self.patch_weight * self.last_values["patch"]
         return total
+
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        return self.last_values

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 from srdistill.models.vgg import frozen_vgg19
 
 CSD_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
@@ -97,7 +97,7 @@ def bicubic_negatives(lq: torch.Tensor, size: Sequence[int], count: int) -> torc
     return F.interpolate(lq[:count], size=tuple(size), mode="bicubic", align_corners=False)
 
 
-class ContrastiveSelfDistillationLoss(nn.Module):
+class ContrastiveSelfDistillationLoss(LossTerm):
     """CSD's L_CL: student output pulled to the teacher's, pushed from bicubic negatives.
 
     The VGG-19 (``embedding``: ``vgg19_random`` or ``vgg19_file`` with ``vgg19_path``) is held
@@ -127,7 +127,7 @@ class ContrastiveSelfDistillationLoss(nn.Module):
         self.rgb_range, self.eps = float(rgb_range), float(eps)
         self.embedding = embedding
         self.vgg = frozen_vgg19(embedding, vgg19_path, seed, prefix=OPTIONS)
-        self.last_terms: dict[str, torch.Tensor] = {}
+        self.last_values: dict[str, torch.Tensor] = {}
 
     # VGG-19 pools four times before relu5_1: smaller images leave it nothing to see
     min_hr_patch_size = 16
@@ -148,8 +148,11 @@ class ContrastiveSelfDistillationLoss(nn.Module):
             self.layer_weights,
             self.eps,
         )
-        self.last_terms = {
+        self.last_values = {
             "d_pos": sum(w * d for w, d in zip(self.layer_weights, d_pos, strict=True)).detach(),
             "d_neg": sum(w * d for w, d in zip(self.layer_weights, d_neg, strict=True)).detach(),
         }
         return total
+
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        return self.last_values

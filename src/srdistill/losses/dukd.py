@@ -21,6 +21,7 @@ from srdistill.data.upcycling import (
     zoom_out_target,
 )
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 
 
 def _networks(ctx: StepContext) -> tuple[nn.Module, nn.Module]:
@@ -29,7 +30,7 @@ def _networks(ctx: StepContext) -> tuple[nn.Module, nn.Module]:
     return ctx.student, ctx.teacher
 
 
-class _UpcyclingTerm(nn.Module):
+class _UpcyclingTerm(LossTerm):
     needs_teacher = True
     runs_teacher = True  # on upcycled inputs: the teacher-output cache cannot stand in
     reads_student_output = False
@@ -69,7 +70,7 @@ class ZoomOutLoss(_UpcyclingTerm):
     def __init__(self, scale: int, rec_weight: float = 5.0, kd_weight: float = 1.0) -> None:
         super().__init__(scale)
         self.rec_weight, self.kd_weight = float(rec_weight), float(kd_weight)
-        self.last_terms: dict[str, torch.Tensor] = {}
+        self.last_values: dict[str, torch.Tensor] = {}
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         student, teacher = _networks(ctx)
@@ -77,11 +78,14 @@ class ZoomOutLoss(_UpcyclingTerm):
         out = student(small)
         rec = F.l1_loss(out, zoom_out_target(ctx.lq, self.scale))
         total = self.rec_weight * rec
-        self.last_terms = {"rec": rec.detach()}
+        self.last_values = {"rec": rec.detach()}
         if self.kd_weight:
             with torch.no_grad():
                 target = teacher(small)
             kd = F.l1_loss(out, target)
             total = total + self.kd_weight * kd
-            self.last_terms["kd"] = kd.detach()
+            self.last_values["kd"] = kd.detach()
         return total
+
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        return self.last_values

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 
 FITNET_MODES = ("regressor", "channel_mean")
 AT_MODES = ("sr", "original")
 
 
-class PairedTapLoss(nn.Module):
+class PairedTapLoss(LossTerm):
     """A term comparing ``ctx.feats_s[student_taps[k]]`` with ``ctx.feats_t[teacher_taps[k]]``."""
 
     needs_teacher = True

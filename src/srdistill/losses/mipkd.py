@@ -19,6 +19,7 @@ from torch import nn
 
 from srdistill.losses.context import StepContext
 from srdistill.losses.feature import PairedTapLoss
+from srdistill.models.taps import forward_replacing
 
 ROUTES = ("teacher", "student")
 
@@ -47,7 +48,7 @@ class MixtureOfPriorsLoss(PairedTapLoss):
     from the teacher; the mask is drawn per latent element (sample, channel, position) every
     step. The mask, the tap and the route come from torch's global RNG, so a seed reproduces
     them; ``force_tap`` / ``force_route`` pin the block path. ``ae_weight`` null = ``feat_weight``.
-    The unweighted values are in ``last_terms`` (feat, ae, block).
+    The unweighted values are its ``logged_values()`` (feat, ae, block).
     """
 
     runs_teacher = True  # the block path runs the teacher's later layers on mixed features
@@ -79,7 +80,7 @@ class MixtureOfPriorsLoss(PairedTapLoss):
         self.enc_s = nn.ModuleList(conv_relu_conv(student_channels, latent, latent) for _ in taps)
         self.dec_t = nn.ModuleList(conv_relu_conv(latent, latent, teacher_channels) for _ in taps)
         self.dec_s = nn.ModuleList(conv_relu_conv(latent, latent, student_channels) for _ in taps)
-        self.last_terms: dict[str, torch.Tensor] = {}
+        self.last_values: dict[str, torch.Tensor] = {}
         self.last_block: tuple[int, str] | None = None
 
     def _check_options(self, feature_scale, latent, mask_prob, force_tap, force_route) -> None:
@@ -129,7 +130,7 @@ class MixtureOfPriorsLoss(PairedTapLoss):
         else:
             net, tap, decoder, feats = ctx.student, self.student_taps[k], self.dec_s[k], ctx.feats_s
         feature = (decoder(z) * self.feature_scale).to(feats[tap].dtype)
-        out = net.forward_replacing(ctx.lq, tap, feature)
+        out = forward_replacing(net, ctx.lq, tap, feature)
         return F.l1_loss(out.float(), ctx.teacher_output().detach().float())
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
@@ -144,15 +145,20 @@ class MixtureOfPriorsLoss(PairedTapLoss):
             ae_losses.append(F.l1_loss(self.dec_t[k](latent_t).float(), target))
             latents.append(z)
         # torch.stack keeps every per-tap loss in the graph
-        self.last_terms = {
+        self.last_values = {
             "feat": torch.stack(feat_losses).sum(),
             "ae": torch.stack(ae_losses).sum(),
         }
-        total = self.feat_weight * self.last_terms["feat"] + self.ae_weight * self.last_terms["ae"]
+        total = (
+            self.feat_weight * self.last_values["feat"] + self.ae_weight * self.last_values["ae"]
+        )
         self.last_block = None
         if self.block_weight:
             k, route = self._draw_block()
             self.last_block = (k, route)
-            self.last_terms["block"] = self.block_loss(ctx, k, route, latents[k])
-            total = total + self.block_weight * self.last_terms["block"]
+            self.last_values["block"] = self.block_loss(ctx, k, route, latents[k])
+            total = total + self.block_weight * self.last_values["block"]
         return total
+
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        return self.last_values

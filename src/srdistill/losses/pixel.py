@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from srdistill.losses.context import StepContext
+from srdistill.losses.term import LossTerm
 
 PIXEL_CRITERIA = ("l1", "l2", "charbonnier")
 
@@ -30,7 +30,7 @@ def pixel_loss(
     raise ValueError(f"criterion must be one of {PIXEL_CRITERIA}, got {criterion!r}")
 
 
-class _PixelTerm(nn.Module):
+class _PixelTerm(LossTerm):
     def __init__(self, criterion: str = "l1") -> None:
         super().__init__()
         if criterion not in PIXEL_CRITERIA:

@@ -25,7 +25,8 @@ from srdistill.models.detect import (
     detect_architecture,
     from_metadata,
 )
-from srdistill.models.registry import MODELS, RecordError, build_from_record, check_model
+from srdistill.models.registry import MODELS, BuildRecordError, build_from_record, check_model
+from srdistill.models.run_student import BUILD_RECORD_KEY, deployed_student_with_architecture
 
 
 def check_model_name(name: str | None, option: str = "model") -> None:
@@ -35,7 +36,7 @@ def check_model_name(name: str | None, option: str = "model") -> None:
 
 
 def is_run_checkpoint(raw: object) -> bool:
-    return isinstance(raw, Mapping) and "state_dict" in raw and "student_build" in raw
+    return isinstance(raw, Mapping) and "state_dict" in raw and BUILD_RECORD_KEY in raw
 
 
 def network_from_file(
@@ -54,8 +55,6 @@ def network_from_file(
     check_model_name(model, "--model" if option.startswith("--") else "model")
     raw = read_checkpoint_file(path, option)
     if is_run_checkpoint(raw):
-        from srdistill.export import deployed_student_with_architecture
-
         network, arch = deployed_student_with_architecture(path, use_ema, option)
         if model is not None and arch is not None and model != arch[0]:
             raise ValueError(
@@ -78,7 +77,7 @@ def _architecture(path, state: dict, model, scale, option: str) -> Architecture:
         if model is not None:
             return _named(model, state, scale)
         recorded = from_metadata(_safetensors_metadata(path))
-    except RecordError as err:
+    except BuildRecordError as err:
         raise CheckpointError(f"{option}={path}: {err}") from None
     found = recorded or detect_architecture(state)
     if found is None:

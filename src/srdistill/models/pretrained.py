@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from importlib import resources
 
+from srdistill.models.arguments import one_of
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.checkpoint import load_weights
+from srdistill.models.variants import Family, Variant
 
 SAMPLE_TEACHER_FILE = "sample_teacher_edsr_x4.safetensors"
 
@@ -25,3 +27,10 @@ def sample_teacher(scale: int = 4) -> EDSR:
     model = EDSR(scale=4, num_feat=48, num_block=8)
     with resources.as_file(sample_teacher_path()) as path:
         return load_weights(model, path, "sample_teacher")
+
+
+# the same network as edsr_sample, whose declaration detection finds first: none here
+FAMILY = Family(
+    name="sample_teacher",
+    variants=(Variant("sample_teacher", sample_teacher, {"scale": one_of(4)}),),
+)

@@ -6,16 +6,16 @@ A run checkpoint records how its student was built as plain values::
      "lora": {"targets": [{"pattern": "...", "rank": 2, "alpha": 4}], "scaling": "lora", ...},
      "average_weight": 0.5}
 
-The name picks a constructor from the closed table ``MODELS`` (the ``conf/model/*.yaml``
-architectures); nothing read from a file is ever imported, looked up by dotted path or called by
+The name picks a constructor from the closed table ``MODELS``, built from the declarations each
+backbone module ends with (``srdistill.models.variants``; one per ``conf/model/*.yaml``
+architecture); nothing read from a file is ever imported, looked up by dotted path or called by
 name. Every argument is checked against that constructor's allowed keywords, types and ranges
 and LoRA is rebuilt through ``LoRASpec`` from checked values only. Any other value raises
-``RecordError`` naming the offending field.
+``BuildRecordError`` naming the offending field.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,132 +24,29 @@ from torch import nn
 
 from srdistill.lora.conv import A_INITS, SCALINGS
 from srdistill.lora.inject import LoRASpec
-from srdistill.models.backbones import edsr, rcan, span, swinir
-from srdistill.models.backbones.bicubic import Bicubic
-from srdistill.models.pretrained import sample_teacher
+from srdistill.models.arguments import (
+    BuildRecordError,
+    Check,
+    flag,
+    integer,
+    number,
+    one_of,
+)
+from srdistill.models.variants import Family, Variant, discover_families
 
 LORA_TARGET = "srdistill.lora.inject.LoRASpec"
 MAX_PATTERN_CHARS = 256
 MAX_LORA_TARGETS = 64
 
-
-class RecordError(ValueError):
-    """A build record field that is not an allowed plain value; the message names the field."""
-
-
-Check = Callable[[str, Any], Any]
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
-def integer(low: int, high: int) -> Check:
-    def check(field: str, value: Any) -> int:
-        if type(value) is not int or not low <= value <= high:
-            raise RecordError(f"{field} must be an integer in [{low}, {high}], got {value!r:.80}")
-        return value
-
-    return check
-
-
-def number(low: float, high: float, low_open: bool = False) -> Check:
-    def check(field: str, value: Any) -> float:
-        in_range = _is_number(value) and (value > low if low_open else value >= low)
-        if not in_range or value > high:
-            bracket = "(" if low_open else "["
-            raise RecordError(
-                f"{field} must be a number in {bracket}{low}, {high}], got {value!r:.80}"
-            )
-        return float(value)
-
-    return check
-
-
-def flag(field: str, value: Any) -> bool:
-    if type(value) is not bool:
-        raise RecordError(f"{field} must be true or false, got {value!r:.80}")
-    return value
-
-
-def one_of(*choices: Any) -> Check:
-    def check(field: str, value: Any) -> Any:
-        if type(value) not in (int, str) or value not in choices:
-            raise RecordError(f"{field} must be one of {list(choices)}, got {value!r:.80}")
-        return value
-
-    return check
-
-
-def integers(low: int, high: int, max_len: int) -> Check:
-    item = integer(low, high)
-
-    def check(field: str, value: Any) -> list[int]:
-        if type(value) not in (list, tuple) or not 1 <= len(value) <= max_len:
-            raise RecordError(f"{field} must be a list of 1 to {max_len} integers")
-        return [item(f"{field}[{i}]", v) for i, v in enumerate(value)]
-
-    return check
-
-
-SCALE = one_of(2, 3, 4, 8)
-SIZE = integer(1, 4096)
-IMG_RANGE = number(0.0, 65535.0, low_open=True)
-
-CNN_ARGS = {
-    "scale": SCALE,
-    "num_feat": SIZE,
-    "num_block": SIZE,
-    "res_scale": number(0.0, 10.0),
-    "img_range": IMG_RANGE,
-    "in_chans": integer(1, 64),
+FAMILIES: tuple[Family, ...] = discover_families()
+# every registry name, sorted (the order error messages list them in)
+VARIANTS: dict[str, Variant] = {
+    variant.name: variant
+    for variant in sorted((v for f in FAMILIES for v in f.variants), key=lambda v: v.name)
 }
-EDSR_ARGS = {**CNN_ARGS, "bicubic_skip": flag}
-RCAN_ARGS = {**CNN_ARGS, "num_group": SIZE, "squeeze_factor": SIZE}
-SPAN_ARGS = {
-    "scale": SCALE,
-    "in_chans": integer(1, 64),
-    "bias": flag,
-    "img_range": IMG_RANGE,
-    "reparameterized": flag,
-}
-SWINIR_ARGS = {
-    "scale": SCALE,
-    "in_chans": integer(1, 64),
-    # tighter than other sizes: SwinIR cannot be sized up on the meta device first (see export)
-    "embed_dim": integer(1, 1024),
-    "depths": integers(1, 32, 12),
-    "num_heads": integers(1, 32, 12),
-    "window_size": integer(1, 32),
-    "mlp_ratio": number(0.0, 8.0, low_open=True),
-    "img_size": integer(1, 512),
-    "img_range": IMG_RANGE,
-    "upsampler": one_of(*swinir.UPSAMPLERS),
-    "resi_connection": one_of(*swinir.RESI_CONNECTIONS),
-    "qkv_bias": flag,
-    "drop_path_rate": number(0.0, 1.0),
-}
-
-# conf/model/<name>.yaml -> (the constructor its _target_ names, the keywords it may be given)
-MODELS: dict[str, tuple[Callable[..., nn.Module], dict[str, Check]]] = {
-    "bicubic": (Bicubic, {"scale": SCALE, "emulate_uint8": flag}),
-    "edsr_baseline": (edsr.edsr_baseline, EDSR_ARGS),
-    "edsr_sample": (edsr.EDSR, EDSR_ARGS),
-    "edsr_sample_student": (edsr.EDSR, EDSR_ARGS),
-    "edsr_student": (edsr.edsr_student, EDSR_ARGS),
-    "edsr_teacher": (edsr.edsr_teacher, EDSR_ARGS),
-    "edsr_tiny_student": (edsr.EDSR, EDSR_ARGS),
-    "edsr_tiny_teacher": (edsr.EDSR, EDSR_ARGS),
-    "rcan_student": (rcan.rcan_student, RCAN_ARGS),
-    "rcan_teacher": (rcan.rcan_teacher, RCAN_ARGS),
-    "sample_teacher": (sample_teacher, {"scale": one_of(4)}),
-    "span_ch26": (span.span_ch26, SPAN_ARGS),
-    "span_ch28": (span.span_ch28, SPAN_ARGS),
-    "span_ch48": (span.span_ch48, SPAN_ARGS),
-    "span_ch52": (span.span_ch52, SPAN_ARGS),
-    "swinir_light": (swinir.swinir_light, SWINIR_ARGS),
-    "swinir_student": (swinir.swinir_student, SWINIR_ARGS),
-    "swinir_teacher": (swinir.swinir_teacher, SWINIR_ARGS),
+# registry name -> (the constructor its conf/model YAML's _target_ names, the keywords it may take)
+MODELS: dict[str, tuple[Callable[..., nn.Module], Mapping[str, Check]]] = {
+    name: (variant.factory, variant.arguments) for name, variant in VARIANTS.items()
 }
 
 LORA_OPTIONS: dict[str, Check] = {
@@ -182,19 +79,21 @@ def model_name_for(choice: str, target: Any) -> str | None:
 
 def _plain_mapping(field: str, value: Any) -> Mapping:
     if not isinstance(value, Mapping) or not all(type(k) is str for k in value):
-        raise RecordError(f"{field} must be a table of named plain values")
+        raise BuildRecordError(f"{field} must be a table of named plain values")
     return value
 
 
 def check_model(name: Any, args: Any) -> tuple[Callable[..., nn.Module], dict]:
     """The allowed constructor for ``name`` and its checked keyword arguments."""
     if type(name) is not str or name not in MODELS:
-        raise RecordError(f"model {name!r:.80} is not one of srdistill's models {sorted(MODELS)}")
+        raise BuildRecordError(
+            f"model {name!r:.80} is not one of srdistill's models {sorted(MODELS)}"
+        )
     constructor, allowed = MODELS[name]
     args = _plain_mapping("model_args", args)
     unknown = sorted(set(args) - set(allowed))
     if unknown:
-        raise RecordError(f"model_args {unknown[:4]!r:.120} are not arguments of model {name}")
+        raise BuildRecordError(f"model_args {unknown[:4]!r:.120} are not arguments of model {name}")
     return constructor, {key: allowed[key](f"model_args.{key}", v) for key, v in args.items()}
 
 
@@ -205,10 +104,10 @@ def check_lora(lora: Any) -> dict | None:
     lora = dict(_plain_mapping("lora", lora))
     target = lora.pop("_target_", LORA_TARGET)  # older records name the class: only ours passes
     if type(target) is not str or target != LORA_TARGET:
-        raise RecordError(f"lora._target_ {target!r:.80} is not srdistill's LoRASpec")
+        raise BuildRecordError(f"lora._target_ {target!r:.80} is not srdistill's LoRASpec")
     unknown = sorted(set(lora) - set(LORA_OPTIONS) - {"targets"})
     if unknown:
-        raise RecordError(f"lora {unknown[:4]!r:.120} are not LoRA options")
+        raise BuildRecordError(f"lora {unknown[:4]!r:.120} are not LoRA options")
     options = {
         key: check(f"lora.{key}", lora[key]) for key, check in LORA_OPTIONS.items() if key in lora
     }
@@ -217,20 +116,22 @@ def check_lora(lora: Any) -> dict | None:
 
 def _check_lora_targets(targets: Any) -> list[dict]:
     if type(targets) not in (list, tuple) or not 1 <= len(targets) <= MAX_LORA_TARGETS:
-        raise RecordError(f"lora.targets must be a list of 1 to {MAX_LORA_TARGETS} tables")
+        raise BuildRecordError(f"lora.targets must be a list of 1 to {MAX_LORA_TARGETS} tables")
     checked = []
     for i, target in enumerate(targets):
         field = f"lora.targets[{i}]"
         target = _plain_mapping(field, target)
         if not {"pattern", "rank"} <= set(target) <= {"pattern", "rank", "alpha"}:
-            raise RecordError(f"{field} must hold pattern, rank and optionally alpha")
+            raise BuildRecordError(f"{field} must hold pattern, rank and optionally alpha")
         pattern = target["pattern"]
         if type(pattern) is not str or not 0 < len(pattern) <= MAX_PATTERN_CHARS:
-            raise RecordError(f"{field}.pattern must be text of 1 to {MAX_PATTERN_CHARS} chars")
+            raise BuildRecordError(
+                f"{field}.pattern must be text of 1 to {MAX_PATTERN_CHARS} chars"
+            )
         try:
             re.compile(pattern)
         except re.error as err:
-            raise RecordError(f"{field}.pattern is not a regular expression: {err}") from None
+            raise BuildRecordError(f"{field}.pattern is not a regular expression: {err}") from None
         item = {"pattern": pattern, "rank": LORA_RANK(f"{field}.rank", target["rank"])}
         if target.get("alpha") is not None:
             item["alpha"] = LORA_ALPHA(f"{field}.alpha", target["alpha"])
@@ -238,7 +139,7 @@ def _check_lora_targets(targets: Any) -> list[dict]:
     return checked
 
 
-def recorded_model(build: Mapping) -> tuple[Any, Any]:
+def record_architecture(build: Mapping) -> tuple[Any, Any]:
     """``(model, model_args)`` of a build record; older records held the resolved config as
     ``arch`` with its ``_target_``, which is only compared with the allowed constructors' paths."""
     if "arch" not in build:
@@ -247,11 +148,11 @@ def recorded_model(build: Mapping) -> tuple[Any, Any]:
     target = arch.pop("_target_", None)
     name = model_name_for("", target) if type(target) is str else None
     if name is None:
-        raise RecordError(f"arch._target_ {target!r:.80} is not one of srdistill's models")
+        raise BuildRecordError(f"arch._target_ {target!r:.80} is not one of srdistill's models")
     return name, arch
 
 
-def student_record(choice: str, arch: Mapping, lora: Mapping | None, average_weight) -> dict:
+def build_record_of(choice: str, arch: Mapping, lora: Mapping | None, average_weight) -> dict:
     """The build record of a composed student config: plain values ``build_from_record`` takes,
     or, for a config that is not one of srdistill's models, why export cannot rebuild it."""
     arch = dict(arch)
@@ -259,10 +160,12 @@ def student_record(choice: str, arch: Mapping, lora: Mapping | None, average_wei
     name = model_name_for(choice, target)
     try:
         if name is None:
-            raise RecordError(f"student.arch._target_={target} is not one of srdistill's models")
+            raise BuildRecordError(
+                f"student.arch._target_={target} is not one of srdistill's models"
+            )
         _, model_args = check_model(name, arch)
         lora_options = check_lora(lora)
-    except RecordError as err:
+    except BuildRecordError as err:
         return {"model": None, "unavailable": str(err), "average_weight": average_weight}
     return {
         "model": name,

@@ -6,6 +6,11 @@ handed to ``spandrel.ModelLoader().load_from_state_dict``, and the network wrapp
 input size works (padded to what the architecture needs, the output cropped back) with RGB in
 [0, 1] in and out. Install the extra with ``pip install 'srdistill[spandrel]'``.
 
+Feature taps (``kd_taps``) name module paths of the spandrel architecture itself, as in its
+state dict (``body.0``, not ``model.body.0``): ``tap_root`` is the wrapped network. Features the
+size of the padded input are cropped back to the input's LR size, and a replacement
+(``forward_replacing``) of that size is pasted over the padded feature (see models/taps.py).
+
 spandrel sizes a network from the shapes in the file and allocates it before it compares the
 weights, so a small crafted file (one tensor declaring 600 channels, or tensors expanded from a
 single stored value) could make it allocate gigabytes. So tensors declaring more than
@@ -68,6 +73,16 @@ class SpandrelNetwork(nn.Module):
         self.model, self.scale, self.architecture = model, scale, type(model).__name__
         self.minimum, self.multiple_of, self.square = minimum, multiple_of, square
         self.call = call or (lambda model, image: model(image))
+
+    @property
+    def tap_root(self) -> nn.Module:
+        """Taps are module paths of the architecture, without the wrapper's ``model.``."""
+        return self.model
+
+    def tap_input_size(self, h: int, w: int) -> tuple[int, int]:
+        """The LR size the architecture sees for an ``h x w`` input (padded)."""
+        ph, pw = self.padding(h, w)
+        return h + ph, w + pw
 
     def padding(self, h: int, w: int) -> tuple[int, int]:
         def up(n: int) -> int:

@@ -44,6 +44,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.outputs import OutputError, ensure_writable_dir, write_atomic
 from srdistill.report.cells import Blanks
 from srdistill.report.collect import (
@@ -59,14 +60,6 @@ from srdistill.report.figure import QUANTITIES, tradeoff_figures
 from srdistill.report.paper import paper_numbers, paper_table
 from srdistill.report.summary import final_table_summary, grad_share_summary, summarize
 from srdistill.report.tables import csv_text, latex, markdown, paper_records
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """Option errors as one ``error:`` line and exit 2, like every other user error here."""
-
-    def error(self, message: str):
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
 
 
 def _digits(text: str) -> int:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from pathlib import Path
+
+from srdistill.regular_files import NotRegularFileError, open_regular, stat_regular
 
 # A results.json is a few KB (an eval.py file smaller still); 16 MiB leaves room for a long
 # grad_share history while still refusing a file that is plainly not one we wrote.
@@ -27,26 +28,26 @@ def _too_large(path: Path, limit: int) -> ReportError:
     return ReportError(f"{path}: larger than {limit} bytes; not a file train.py or eval.py writes")
 
 
-def _regular(path: Path, mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        raise ReportError(f"{path}: not a regular file")
+def _not_regular(path: Path) -> ReportError:
+    return ReportError(f"{path}: not a regular file")
 
 
 def read_input(path: Path, limit: int = INPUT_LIMIT) -> bytes:
     """The bytes of ``path`` (a symbolic link is followed) if it is a regular file of at most
     ``limit`` bytes; anything else is a :class:`ReportError` naming it."""
     try:
-        info = os.stat(path)
+        info = stat_regular(path, follow_links=True)
     except OSError as err:  # a dangling link, a folder that cannot be entered
         raise ReportError(f"{path}: cannot be read ({err.strerror}); fix or remove it") from None
-    _regular(path, info.st_mode)
+    except NotRegularFileError:
+        raise _not_regular(path) from None
     if info.st_size > limit:
         raise _too_large(path, limit)
-    # O_NONBLOCK: a FIFO put in its place after the stat opens at once instead of waiting for a
-    # writer, and is then refused by the fstat of what was opened
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = open_regular(path, follow_links=True)
+    except NotRegularFileError:  # a FIFO put in its place after the stat
+        raise _not_regular(path) from None
     with os.fdopen(fd, "rb") as file:
-        _regular(path, os.fstat(fd).st_mode)
         data = file.read(limit + 1)  # a file that grows, or a /proc file of stated size 0
     if len(data) > limit:
         raise _too_large(path, limit)

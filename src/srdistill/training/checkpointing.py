@@ -20,7 +20,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from srdistill.models.run_student import BUILD_RECORD_KEY
 from srdistill.outputs import write_atomic
+from srdistill.training.rng import capture_rng_state, restore_rng_state
 
 # 128 + SIGTERM, what a shell reports for a process the signal ended
 TERMINATED_EXIT_CODE = 143
@@ -126,3 +128,21 @@ def exit_terminated(last: Path) -> NoReturn:
         message += " (SLURM requeues the job when auto-requeue is on)"
     print(f"error: {message}", file=sys.stderr)
     sys.exit(TERMINATED_EXIT_CODE)
+
+
+def run_records(module) -> dict:
+    """What a run checkpoint holds beside the weights: the teacher's identity (never its
+    weights), the random states (an exact resume) and what rebuilds the deployed student."""
+    records = {
+        "teacher": dict(module.teacher_identity),
+        "rng_states": capture_rng_state(),
+        BUILD_RECORD_KEY: dict(module.build_record),
+    }
+    if module.pretrained_student is not None:
+        records["pretrained_student"] = dict(module.pretrained_student)
+    return records
+
+
+def restore_run_records(checkpoint: dict) -> None:
+    if "rng_states" in checkpoint:
+        restore_rng_state(checkpoint["rng_states"])

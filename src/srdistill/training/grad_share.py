@@ -33,8 +33,9 @@ OTHERS = "others"
 
 
 def weighted_terms(loss: WeightedLoss, values: Mapping[str, torch.Tensor]) -> dict:
-    """``{name: weight * value}`` of the terms in the total (sub-terms are logging only)."""
-    return {name: loss.weights[name] * values[name] for name in loss.weights if "/" not in name}
+    """``{name: weight * value}`` of the terms in ``values`` (one step group's, with
+    ``loss.step_groups``) that enter the total; logged sub-values are left out."""
+    return {name: w * values[name] for name, w in loss.weights.items() if name in values}
 
 
 def _flat_gradient(value: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:
@@ -96,6 +97,30 @@ def check_grad_share_every(every: int | None, loss: WeightedLoss) -> None:
             f"{REFERENCE!r}, which this loss lacks (terms: {', '.join(loss.weights)}); "
             "set module.grad_share_every=null"
         )
+
+
+class GradShareProbe:
+    """Every ``every`` steps (None: never), each term's gradient share on the student, sent
+    straight to the loggers and kept in ``history`` for results.json."""
+
+    def __init__(self, every: int | None, loss: WeightedLoss) -> None:
+        check_grad_share_every(every, loss)
+        self.every, self.loss = every, loss
+        self.history: list[dict] = []
+
+    def record(self, step: int, values: Mapping[str, torch.Tensor], params, loggers) -> None:
+        """``values``: the unweighted terms of one generator step (one step group's)."""
+        # with step groups, only the group holding the reference term is compared with it
+        if not self.every or step % self.every or REFERENCE not in values:
+            return
+        shares = grad_shares(weighted_terms(self.loss, values), params)
+        if not shares:
+            return
+        # straight to the loggers: LightningModule.log would repeat these values on every later
+        # step of the epoch (Lightning keeps a step metric until the epoch ends)
+        for logger in loggers:
+            logger.log_metrics({f"train/grad_share/{k}": v for k, v in shares.items()}, step=step)
+        self.history.append({"step": step, **shares})
 
 
 def summarize(every: int, history: Sequence[Mapping[str, float]]) -> dict:

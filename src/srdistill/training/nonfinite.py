@@ -53,7 +53,11 @@ class NonFiniteGuard:
         self.streak = {"g": 0, "d": 0}
         self._terms: dict[str, set[str]] = {"g": set(), "d": set()}
 
-    def record(self, role: str, skipped: bool, terms: list[str], step: int) -> None:
+    def record(self, role: str, skipped: bool, terms: list[str], step: int, log=None) -> None:
+        """One optimiser step of ``role``, skipped or not; ``log(name, value, ...)`` (a
+        LightningModule's) gets ``train/nonfinite/<role>/<term>`` = 1 per culprit of a skip."""
+        for term in terms if skipped and log is not None else ():
+            log(f"train/nonfinite/{role}/{term}", 1.0, on_step=True, on_epoch=False)
         if not skipped:
             self.streak[role], self._terms[role] = 0, set()
             return
@@ -62,3 +66,22 @@ class NonFiniteGuard:
         self._terms[role].update(terms or ["on another process"])
         if self.limit is not None and self.streak[role] >= self.limit:
             raise NonFiniteTrainingError(role, self.streak[role], step, self._terms[role])
+
+
+def skip_decision(trainer, optimizer, losses: dict[str, torch.Tensor]) -> tuple[bool, list[str]]:
+    """Whether to skip the step (its gradients then dropped) for a NaN/infinite loss or
+    gradient, and the culprits.
+
+    Decided after the backward pass so that every DDP process takes the same decision from the
+    synchronised gradients. With a GradScaler (16-bit mixed precision) the scaler skips
+    overflowing steps itself and tunes its scale on them, so only the losses are checked and the
+    gradients are left to it.
+    """
+    bad = [name for name, value in losses.items() if not torch.isfinite(value.detach()).all()]
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    if not bad and scaler is None and not gradients_finite(optimizer):
+        bad = ["gradient"]
+    skip = trainer.strategy.reduce_boolean_decision(bool(bad), all=False)
+    if skip and scaler is None:
+        optimizer.zero_grad(set_to_none=True)  # the optimizer's step then moves nothing
+    return skip, [b for b in bad if b != "total"] or bad

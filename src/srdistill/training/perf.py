@@ -10,6 +10,9 @@
   to float32 so that every loss sees float32.
 - ``pin_memory`` / ``persistent_workers``: the training loader's, ``auto`` keeping the defaults
   (pinned when a CUDA GPU is present, persistent when there are workers).
+
+``channels_last`` and ``compile`` reach a run as the ``SpeedOptions`` callback; the teacher's
+autocast is the module's (it changes how the teacher runs, in training/teacher.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 from contextlib import nullcontext
 
 import torch
+from lightning import Callback
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -60,18 +64,33 @@ def compile_in_place(model: nn.Module, backend: str, mode: str | None = None) ->
     In place rather than ``torch.compile(model)``: the wrapper that returns would prefix every
     weight with ``_orig_mod.`` and break the checkpoint loaders. The tapped forward is a
     ``partial`` over the model, so a deep copy (EMA, export) binds to the copy, not the original.
+    Taps by module path hook a module for one call (models/taps.py); dynamo skips its guards on
+    module hooks by default and would replay a graph traced without them, so both compiled
+    calls keep those guards: one graph per set of hooked modules, reused every step.
     """
-    model.compile(backend=backend, mode=mode)
+
+    def seeing_hooks(compiled):
+        @functools.wraps(compiled)
+        def call(*args, **kwargs):
+            with torch._dynamo.config.patch(skip_nnmodule_hook_guards=False):
+                return compiled(*args, **kwargs)
+
+        return call
+
+    # what Module.compile does, wrapped; __getstate__ drops it, so deep copies run eagerly
+    model._compiled_call_impl = seeing_hooks(
+        torch.compile(model._call_impl, backend=backend, mode=mode)
+    )
     tapped = getattr(type(model), "forward_intermediates", None)
     if tapped is not None:
-        compiled = torch.compile(tapped, backend=backend, mode=mode)
+        compiled = seeing_hooks(torch.compile(tapped, backend=backend, mode=mode))
         model.forward_intermediates = functools.partial(compiled, model)
     return model
 
 
 def uncompile(model: nn.Module) -> nn.Module:
     """Undo ``compile_in_place``: ``model`` runs eagerly again."""
-    model._compiled_call_impl = None  # what Module.compile sets; None is the eager default
+    model._compiled_call_impl = None  # None is the eager default
     model.__dict__.pop("forward_intermediates", None)
     return model
 
@@ -152,13 +171,68 @@ def check_perf_options(cfg: DictConfig) -> None:
 
 
 def module_options(perf: DictConfig | None) -> dict:
-    """The ``perf`` block as DistillationModule's arguments (plain values, as checkpoints keep
-    them)."""
-    if perf is None:
-        return {}
-    return {
-        "channels_last": perf.channels_last,
-        "compile_backend": perf.compile_backend if perf.compile else None,
-        "compile_mode": perf.get("compile_mode") if perf.compile else None,
-        "teacher_autocast": perf.get("teacher_autocast"),
-    }
+    """The ``perf`` option DistillationModule takes (plain values, as checkpoints keep them);
+    the others are the ``SpeedOptions`` callback's (training/perf.py)."""
+    return {} if perf is None else {"teacher_autocast": perf.get("teacher_autocast")}
+
+
+def is_channels_last(network: nn.Module | None) -> bool:
+    """Whether ``network``'s first 4-D weight is in NHWC order (``perf.channels_last``)."""
+    weight = next((p for p in network.parameters() if p.dim() == 4), None) if network else None
+    return (
+        weight is not None
+        and weight.is_contiguous(memory_format=torch.channels_last)
+        and (not weight.is_contiguous())
+    )
+
+
+# ----- the callback that applies channels_last and compile to a run ---------------------------
+class SpeedOptions(Callback):
+    """NHWC weights and batches (``channels_last``); the student and teacher compiled in place
+    while fitting (``compile_backend``, ``compile_mode``), eager again afterwards."""
+
+    def __init__(
+        self,
+        channels_last: bool = False,
+        compile_backend: str | None = None,
+        compile_mode: str | None = None,
+    ) -> None:
+        self.channels_last = channels_last
+        self.compile_backend, self.compile_mode = compile_backend, compile_mode
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.channels_last:  # 4-D weights in NHWC order; .to(device) keeps the layout
+            pl_module.to(memory_format=torch.channels_last)
+
+    def _compiled(self, pl_module) -> list[nn.Module]:
+        networks = (pl_module.student, pl_module.teacher) if self.compile_backend else ()
+        return [network for network in networks if network is not None]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # compiled while fitting only: the final validation, table and export run eagerly on
+        # whole images of any size, where compiling would cost more than it saves
+        for network in self._compiled(pl_module):
+            compile_in_place(network, self.compile_backend, self.compile_mode)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for network in self._compiled(pl_module):
+            uncompile(network)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._to_channels_last(batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dl_idx=0) -> None:
+        self._to_channels_last(batch)
+
+    def _to_channels_last(self, batch) -> None:
+        if self.channels_last and isinstance(batch, dict):
+            batch.update(batch_channels_last(batch))  # in place: the step sees this dict
+
+
+def speed_callbacks(perf_cfg: DictConfig | None) -> list[Callback]:
+    """``[SpeedOptions]`` when ``perf.channels_last`` or ``perf.compile`` is on, else []."""
+    if perf_cfg is None or not (perf_cfg.channels_last or perf_cfg.compile):
+        return []
+    backend = perf_cfg.compile_backend if perf_cfg.compile else None
+    mode = perf_cfg.get("compile_mode") if perf_cfg.compile else None
+    return [SpeedOptions(perf_cfg.channels_last, backend, mode)]

@@ -16,7 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
+from srdistill.export_formats import export_checked
+from srdistill.models.run_student import deployed_architecture_of
 from srdistill.training.loggers import wandb_logger
 
 UNKNOWN = "unknown"
@@ -221,3 +224,23 @@ def finish_active_run(failed: bool = False) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.run.finish(exit_code=1 if failed else 0)
+
+
+def report_final(cfg: DictConfig, loggers, module, results: Mapping) -> None:
+    """The final table and, with ``wandb.student_artifact``, the deployed student as a model
+    artifact, written and checked as ``export.py`` writes it (safetensors naming its
+    architecture when srdistill can rebuild it)."""
+    if not wandb_loggers(loggers):
+        return
+    log_final_table(loggers, results.get("comparison") or {})
+    if not OmegaConf.select(cfg, "wandb.student_artifact"):
+        return
+    model = module.export_student()
+    architecture = deployed_architecture_of(module.build_record, model)
+    path = Path(cfg.run_dir) / "student.safetensors"
+    export_checked(model, path, "safetensors", cfg.scale, architecture)
+    name, args = architecture or (None, None)
+    keys = ("tags", "steps", "val", "config_hash", "code", "teacher", "params")
+    meta = {"architecture": name, "architecture_args": args, "scale": cfg.scale}
+    meta.update({k: results[k] for k in keys if k in results})
+    log_student_artifact(loggers, path, meta)

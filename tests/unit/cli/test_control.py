@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srdistill.cli.builders import build_module
-from srdistill.cli.control import control_config
+from srdistill.cli.builders import build_loss, build_module
+from srdistill.cli.control import build_control, control_config
 from srdistill.cli.final_table import format_comparison
-from srdistill.cli.train import build_control
 from tests.helpers.configs import compose_config
 
 
@@ -31,7 +30,8 @@ def test_the_control_drops_only_the_teacher_terms_and_starts_from_the_same_weigh
 
 
 def test_mcad_keeps_its_adversarial_term_against_the_ground_truth(tmp_path):
-    control = control_config(_cfg(tmp_path, "loss=mcad"))
+    cfg = _cfg(tmp_path, "loss=mcad")
+    control = control_config(cfg, build_loss(cfg.loss))
     kept = [n for n, t in control.loss.terms.items() if float(t.weight) != 0.0]
     assert kept == ["rec", "adv"]
 
@@ -39,18 +39,20 @@ def test_mcad_keeps_its_adversarial_term_against_the_ground_truth(tmp_path):
 def test_the_control_logs_to_csv_but_not_into_the_distilled_runs_wandb_run(tmp_path):
     cfg = _cfg(tmp_path, "loss=kd", "logger=wandb")
     assert ["wandb" in c._target_ for c in cfg.logger] == [True, False]
-    control = control_config(cfg)
+    control = control_config(cfg, build_loss(cfg.loss))
     assert [c._target_ for c in control.logger] == ["lightning.pytorch.loggers.CSVLogger"]
     assert control.logger[0].save_dir == f"{tmp_path}/without_teacher"
 
 
 def test_a_loss_without_teacher_needs_no_control(tmp_path):
-    assert control_config(_cfg(tmp_path, "loss=scratch")) is None
+    cfg = _cfg(tmp_path, "loss=scratch")
+    assert control_config(cfg, build_loss(cfg.loss)) is None
 
 
 def test_a_loss_made_only_of_teacher_terms_has_no_control(tmp_path):
     with pytest.raises(ValueError, match="compare_without_teacher"):
-        control_config(_cfg(tmp_path, "loss=kd", "loss.terms.rec.weight=0"))
+        cfg = _cfg(tmp_path, "loss=kd", "loss.terms.rec.weight=0")
+        control_config(cfg, build_loss(cfg.loss))
 
 
 def test_the_table_names_the_distilled_student_and_its_gain():

@@ -117,7 +117,7 @@ def test_efficiency_cli_reports_params_and_macs():
 
 def test_without_model_the_file_names_its_network(tiny_benchmark, tmp_path):
     """ckpt= alone scores the network the file holds, as model= + ckpt= does."""
-    from srdistill.export import write_state_dict
+    from srdistill.export_formats import write_state_dict
     from srdistill.models.backbones.span import span_ch26
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from srdistill.cli.common import check_required, check_scale
-from srdistill.cli.train import stage_configs
+from srdistill.cli.stages import stage_configs
 from tests.helpers.configs import compose_config
 
 
@@ -25,7 +25,7 @@ def test_stages_follow_the_recipe_when_max_steps_covers_them():
 
 
 def test_max_steps_caps_the_stages_and_says_so(caplog):
-    with caplog.at_level(logging.WARNING, logger="srdistill.cli.train"):
+    with caplog.at_level(logging.WARNING, logger="srdistill.cli.stages"):
         stages = _stages("trainer.max_steps=20")
     assert [(s.trainer.max_steps, s.data.lr_patch_size) for s in stages] == [(20, 64)]
     assert "caps stage 1" in caplog.text and "stage 2" in caplog.text

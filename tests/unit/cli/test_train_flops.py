@@ -5,7 +5,7 @@ import logging
 import pytest
 from torch import nn
 
-from srdistill.cli.train import deployed_flops_g
+from srdistill.eval.cost import deployed_flops_g
 
 
 def test_flops_g_counts_multiply_accumulates_at_lr_256():
@@ -19,7 +19,7 @@ class Untraceable(nn.Module):
 
 
 def test_a_student_the_counter_cannot_trace_gives_null_and_one_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="srdistill.cli.train"):
+    with caplog.at_level(logging.WARNING, logger="srdistill.eval.cost"):
         assert deployed_flops_g(Untraceable()) is None
     assert len(caplog.records) == 1
     assert "flops_g: null" in caplog.text and "data-dependent control flow" in caplog.text

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-import srdistill.data.paired as paired_module
+import srdistill.data.image_cache as image_cache_module
 from srdistill import checksums
 from srdistill.data.bicubic import imresize
 from srdistill.data.decoded_cache import EntryError, read_decoded, read_entry, write_decoded
@@ -35,7 +35,7 @@ def forbid(monkeypatch, *names: str) -> None:
         raise AssertionError("decoded or resized although the cache holds the image")
 
     for name in names:
-        monkeypatch.setattr(paired_module, name, fail)
+        monkeypatch.setattr(image_cache_module, name, fail)
 
 
 def folder(tmp_path: Path, image: np.ndarray) -> Path:
@@ -224,7 +224,7 @@ def test_hashing_reads_each_source_once_per_dataset(tmp_path, photo, monkeypatch
     hr_root, cache = folder(tmp_path, photo[:48, :48]), tmp_path / "cache"
     calls = []
     real = checksums.file_sha256
-    monkeypatch.setattr(paired_module, "file_sha256", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(image_cache_module, "file_sha256", lambda p: calls.append(p) or real(p))
     ds = dataset(hr_root, cache, decoded_cache=True)
     assert calls == [hr_root / "sub" / "photo.png"]
     for seed in range(3):

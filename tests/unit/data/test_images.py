@@ -205,3 +205,18 @@ def test_a_full_check_decodes_what_verify_lets_through(tmp_path, damage):
     with pytest.raises(ImageError, match=f"cannot read image {path}"):
         check_image(path, decode=True)
     check_image(with_orientation(tmp_path / "fine.jpg", noise(8, 8), 6), decode=True)
+
+
+def test_bytes_read_already_decode_as_the_file_does_and_errors_name_the_file(tmp_path):
+    path = with_orientation(tmp_path / "turned.jpg", noise(16, 24), 6)
+    from_bytes = read_image(path, path.read_bytes())
+    np.testing.assert_array_equal(from_bytes.rgb, read_image(path).rgb)
+    assert from_bytes.rgb.shape == (24, 16, 3)  # upright from the bytes too
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    messages = []
+    for data in (None, bad.read_bytes()):
+        with pytest.raises(ImageError) as err:
+            read_rgb(bad, data)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] == f"cannot read image {bad}: cannot identify image file"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import srdistill.data.paired as paired_module
+import srdistill.data.image_cache as image_cache_module
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor, to_uint8_image
 from srdistill.data.paired import PairedImageDataset, random_aligned_crop, random_dihedral
@@ -244,7 +244,7 @@ class TestGeneratedLR:
         def fail(*args, **kwargs):
             raise AssertionError("imresize called again")
 
-        monkeypatch.setattr(paired_module, "imresize", fail)
+        monkeypatch.setattr(image_cache_module, "imresize", fail)
         np.testing.assert_array_equal(ds.load_pair(0)[0], first)
         ds[0]  # a patch from the cached LR
 
@@ -264,7 +264,7 @@ class TestGeneratedLR:
         def fail(*args, **kwargs):
             raise AssertionError("imresize called although the LR is cached on disk")
 
-        monkeypatch.setattr(paired_module, "imresize", fail)
+        monkeypatch.setattr(image_cache_module, "imresize", fail)
         second = PairedImageDataset(hr_root, 4, 4, lr_cache_dir=cache)
         np.testing.assert_array_equal(second.load_pair(0)[0], expected)
         item = second[0]
@@ -433,8 +433,8 @@ def test_keep_in_memory_serves_the_same_patches_and_decodes_each_image_once(
     from_disk = PairedImageDataset(tmp_path, scale=2, lr_patch_size=16)
     in_memory = PairedImageDataset(tmp_path, scale=2, lr_patch_size=16, keep_in_memory=True)
     reads = []
-    original = paired_module.read_rgb
-    monkeypatch.setattr(paired_module, "read_rgb", lambda p: reads.append(p) or original(p))
+    original = image_cache_module.read_rgb
+    monkeypatch.setattr(image_cache_module, "read_rgb", lambda p: reads.append(p) or original(p))
     for seed in range(6):
         expected, served = from_disk[(seed % 2, seed)], in_memory[(seed % 2, seed)]
         assert all(torch.equal(expected[k], served[k]) for k in ("lq", "gt"))

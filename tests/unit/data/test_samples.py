@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from srdistill.data import samples
-from srdistill.data.benchmark import BenchmarkDataset
+from srdistill.data.benchmark_sets import BenchmarkDataset
 from srdistill.data.images import to_uint8_image
 from srdistill.data.samples import (
     TRAIN_PHOTOS,

@@ -169,7 +169,7 @@ class TestHeadsAndLoss:
         )
         sr_s, sr_t = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
         total = loss(StepContext(lq=sr_s, gt=sr_s, sr_s=sr_s, sr_t=sr_t))
-        terms = loss.last_terms
+        terms = loss.logged_values()
         assert total.item() == pytest.approx(
             0.3 * terms["img"].item() + 0.7 * terms["patch"].item()
         )

@@ -67,7 +67,7 @@ def test_module_scales_images_and_upsamples_the_first_lr_images(csd):
     value = loss(context(lq, images(0.2, 0.2, 0.2), images(0.4, 0.4, 0.4)))
     assert value.item() == pytest.approx(sum(CSD_LAYER_WEIGHTS) * 51 / 306, rel=1e-5)
     assert sum(CSD_LAYER_WEIGHTS) == 47 / 32
-    assert loss.last_terms["d_pos"].item() == pytest.approx(47 / 32 * 51, rel=1e-5)
+    assert loss.logged_values()["d_pos"].item() == pytest.approx(47 / 32 * 51, rel=1e-5)
 
 
 def test_zero_when_the_student_output_is_the_teachers(csd):

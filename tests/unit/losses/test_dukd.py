@@ -68,8 +68,8 @@ def test_zoom_out_by_hand():
     ctx = context(lq, lq, Upscale(2, gain=1.5), Upscale(2))
     term = ZoomOutLoss(scale=2, rec_weight=5.0, kd_weight=1.0)
     assert term(ctx).item() == pytest.approx(1.2, rel=1e-5)
-    assert term.last_terms["rec"].item() == pytest.approx(0.2, rel=1e-5)
-    assert term.last_terms["kd"].item() == pytest.approx(0.2, rel=1e-5)
+    assert term.logged_values()["rec"].item() == pytest.approx(0.2, rel=1e-5)
+    assert term.logged_values()["kd"].item() == pytest.approx(0.2, rel=1e-5)
 
 
 def test_zoom_out_output_has_the_input_shape():

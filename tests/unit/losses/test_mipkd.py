@@ -32,13 +32,13 @@ def test_full_mask_makes_feat_the_auto_encoder_loss():
     torch.manual_seed(0)
     loss = feature_only(mask_prob=1.0, feature_scale=255.0)
     loss(feature_context(*random_features()))
-    assert loss.last_terms["feat"].item() > 0
-    torch.testing.assert_close(loss.last_terms["feat"], loss.last_terms["ae"])
+    assert loss.logged_values()["feat"].item() > 0
+    torch.testing.assert_close(loss.logged_values()["feat"], loss.logged_values()["ae"])
     # a half mask mixes in the student, so the two differ
     half = feature_only(mask_prob=0.5, feature_scale=255.0)
     half.load_state_dict(loss.state_dict())
     half(feature_context(*random_features()))
-    assert half.last_terms["feat"].item() != pytest.approx(half.last_terms["ae"].item())
+    assert half.logged_values()["feat"].item() != pytest.approx(half.logged_values()["ae"].item())
 
 
 @pytest.mark.parametrize(
@@ -100,9 +100,9 @@ def test_by_hand(route, block):
         teacher=Stub("t", 2.0),
     )
     total = loss(ctx)
-    assert loss.last_terms["feat"].item() == pytest.approx(1.5)
-    assert loss.last_terms["ae"].item() == pytest.approx(1.5)
-    assert loss.last_terms["block"].item() == pytest.approx(block)
+    assert loss.logged_values()["feat"].item() == pytest.approx(1.5)
+    assert loss.logged_values()["ae"].item() == pytest.approx(1.5)
+    assert loss.logged_values()["block"].item() == pytest.approx(block)
     assert total.item() == pytest.approx(3.0 + 0.1 * block)
     assert loss.last_block == (0, route)
 
@@ -160,10 +160,11 @@ def test_identity_mixer_routed_to_the_teacher_reproduces_its_output(k):
     cfg, student, teacher, loss = network_pair(**options)
     ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
     loss(ctx)
-    assert loss.last_terms["block"].item() > 1e-3  # a random mixer changes the teacher's output
+    # a random mixer changes the teacher's output
+    assert loss.logged_values()["block"].item() > 1e-3
     make_sign_split_identity(loss, k)
     loss(ctx)
-    assert loss.last_terms["block"].item() == pytest.approx(0.0, abs=1e-6)
+    assert loss.logged_values()["block"].item() == pytest.approx(0.0, abs=1e-6)
     tap = cfg.kd_taps.teacher[k]
     mixed = loss.dec_t[k](loss.enc_t[k](ctx.feats_t[tap] / 255.0)) * 255.0
     torch.testing.assert_close(teacher.forward_replacing(ctx.lq, tap, mixed), ctx.sr_t)
@@ -243,6 +244,6 @@ def test_runs_on_every_backbone_pair(backbone, scale):
         for route in ("teacher", "student"):
             loss.force_tap, loss.force_route = k, route
             value = loss(ctx)
-            assert torch.isfinite(value) and loss.last_terms["block"] > 0, (k, route)
+            assert torch.isfinite(value) and loss.logged_values()["block"] > 0, (k, route)
     value.backward()
     assert all(p.grad is None for p in teacher.parameters())

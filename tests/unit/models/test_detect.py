@@ -12,7 +12,7 @@ from srdistill.models.detect import (
     from_metadata,
     to_metadata,
 )
-from srdistill.models.registry import MODELS, RecordError, build_from_record
+from srdistill.models.registry import MODELS, BuildRecordError, build_from_record
 
 # the conf/model networks at their configured size (cheap ones): name and numbers must come back
 AT_CONF_SIZE = [
@@ -112,7 +112,7 @@ def test_metadata_round_trips_and_is_checked():
     args = {"scale": 2, "num_feat": 16, "num_block": 2}
     assert from_metadata(to_metadata("edsr_tiny_student", args)) == ("edsr_tiny_student", args)
     assert from_metadata({"format": "pt"}) is None
-    with pytest.raises(RecordError, match="not one of srdistill's models"):
+    with pytest.raises(BuildRecordError, match="not one of srdistill's models"):
         from_metadata({"srdistill_model": "os.system", "srdistill_model_args": "{}"})
-    with pytest.raises(RecordError, match="model_args.scale"):
+    with pytest.raises(BuildRecordError, match="model_args.scale"):
         from_metadata({"srdistill_model": "span_ch26", "srdistill_model_args": '{"scale": 5}'})

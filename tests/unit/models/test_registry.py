@@ -5,19 +5,19 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from srdistill.export import deployed_student
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.checkpoint import CheckpointError
 from srdistill.models.registry import (
     MODELS,
-    RecordError,
+    BuildRecordError,
     build_from_record,
+    build_record_of,
     check_lora,
     check_model,
     model_name_for,
-    student_record,
     target_path,
 )
+from srdistill.models.run_student import deployed_student
 from tests.helpers.configs import compose_config, model_names
 
 HEAVY = {"edsr_teacher", "rcan_teacher", "swinir_teacher", "sample_teacher", "bicubic"}
@@ -42,7 +42,7 @@ def test_every_model_config_is_allowed_by_its_own_constructor():
 @pytest.mark.parametrize("name", sorted(set(MODELS) - HEAVY))
 def test_the_record_rebuilds_what_the_config_builds(name):
     arch = composed_model(name)
-    record = student_record(name, arch, None, None)
+    record = build_record_of(name, arch, None, None)
     assert "_target_" not in record["model_args"] and record["model"] == name
     torch.manual_seed(0)
     expected = instantiate(arch)
@@ -57,7 +57,7 @@ def test_the_record_rebuilds_what_the_config_builds(name):
 def test_lora_is_recorded_without_its_target_and_rebuilds_the_same_adapters():
     cfg = compose_config("train", ["backbone=span", "lora=lora_plus"])
     lora = OmegaConf.to_container(cfg.lora, resolve=True)
-    record = student_record("span_ch26", composed_model("span_ch26"), lora, 0.5)
+    record = build_record_of("span_ch26", composed_model("span_ch26"), lora, 0.5)
     assert set(record["lora"]) == {
         "targets", "scaling", "a_init", "train_a", "train_bias", "b_lr_ratio", "freeze_base"
     }  # fmt: skip
@@ -70,10 +70,10 @@ def test_lora_is_recorded_without_its_target_and_rebuilds_the_same_adapters():
 
 def test_a_custom_target_trains_but_the_record_says_export_cannot_rebuild_it():
     arch = {**composed_model("edsr_tiny_student"), "_target_": "my_package.MyNet"}
-    record = student_record("edsr_tiny_student", arch, None, None)
+    record = build_record_of("edsr_tiny_student", arch, None, None)
     assert record["model"] is None and "my_package.MyNet" in record["unavailable"]
     edsr_with_callable = {**composed_model("edsr_tiny_student"), "act_layer": "torch.nn.GELU"}
-    assert student_record("edsr_tiny_student", edsr_with_callable, None, None)["model"] is None
+    assert build_record_of("edsr_tiny_student", edsr_with_callable, None, None)["model"] is None
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_a_custom_target_trains_but_the_record_says_export_cannot_rebuild_it():
     ],
 )
 def test_a_model_field_outside_the_allow_list_is_named(model, args, field):
-    with pytest.raises(RecordError) as err:
+    with pytest.raises(BuildRecordError) as err:
         check_model(model, args)
     assert field in str(err.value) and "\n" not in str(err.value)
 
@@ -122,7 +122,7 @@ def test_a_model_field_outside_the_allow_list_is_named(model, args, field):
     ],
 )
 def test_a_lora_field_outside_the_allow_list_is_named(lora, field):
-    with pytest.raises(RecordError) as err:
+    with pytest.raises(BuildRecordError) as err:
         check_lora(lora)
     assert field in str(err.value)
 

@@ -5,6 +5,7 @@ import torch
 
 from srdistill.models.checkpoint import CheckpointError
 from srdistill.models.spandrel_net import SpandrelModel, SpandrelNetwork
+from srdistill.models.taps import check_taps, forward_replacing, forward_with_taps
 
 spandrel = pytest.importorskip("spandrel")
 
@@ -35,6 +36,41 @@ def test_padding_meets_the_size_rule_and_the_output_is_cropped_back():
     assert out.shape == (2, 3, 26, 20)
     # four 3x3 convs see 4 LR pixels: away from the padded bottom/right edges nothing changes
     assert torch.allclose(out[..., : 2 * 9, : 2 * 6], plain[..., : 2 * 9, : 2 * 6], atol=1e-6)
+
+
+def test_taps_are_the_architectures_module_paths_cropped_to_the_input():
+    network = SpandrelNetwork(compact(), 2, minimum=16, multiple_of=8)
+    x = torch.rand(1, 3, 13, 10)
+    with torch.no_grad():
+        out, feats = forward_with_taps(network, x, ["body.0", "body.2", "upsampler"])
+        padded = torch.nn.functional.pad(x, (0, 6, 0, 3), mode="reflect")
+        conv = network.model.body[0](padded)
+        assert torch.equal(out, network(x))
+    # LR features of the padded 16 x 16 input are cropped to 13 x 10; the HR one is not
+    assert torch.equal(feats["body.0"], conv[..., :13, :10])
+    assert feats["body.2"].shape == (1, 8, 13, 10)
+    assert feats["upsampler"].shape == (1, 3, 32, 32)
+    check_taps(network, ["body.0"], "teacher")
+    with pytest.raises(
+        ValueError,
+        match=r"\['model.body.0'\], which SRVGGNetCompact .* paths: body, upsampler, body.0",
+    ):
+        check_taps(network, ["model.body.0"], "teacher")
+
+
+def test_a_replacement_is_pasted_over_the_padded_feature_and_gets_gradients():
+    network = SpandrelNetwork(compact(), 2, minimum=16, multiple_of=8)
+    x = torch.rand(1, 3, 13, 10)
+    with torch.no_grad():
+        out, feats = forward_with_taps(network, x, ["body.2"])
+        assert torch.equal(forward_replacing(network, x, "body.2", feats["body.2"]), out)
+    feature = torch.randn(1, 8, 13, 10, requires_grad=True)
+    changed = forward_replacing(network, x, "body.2", feature)
+    assert changed.shape == out.shape and not torch.allclose(changed, out)
+    changed.sum().backward()
+    assert feature.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"tap 'body.2' has shape \(1, 8, 16, 16\), .* 13, 10"):
+        forward_replacing(network, x, "body.2", torch.zeros(1, 8, 16, 16))
 
 
 def test_another_scale_is_refused_naming_the_right_one(tmp_path):

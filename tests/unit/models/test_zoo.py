@@ -85,7 +85,7 @@ def test_registry_fields_outside_the_allow_list_are_refused():
         {**record, "file": "../../etc/passwd"},
         {**record, "sha256": "ABC"},
     ):
-        with pytest.raises((ValueError, zoo.ZooError)):  # RecordError for registry fields
+        with pytest.raises((ValueError, zoo.ZooError)):  # BuildRecordError for registry fields
             zoo.load_registry(json.dumps({"entries": {"bad": bad}}))
 
 

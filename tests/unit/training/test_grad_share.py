@@ -101,8 +101,7 @@ def test_module_records_shares_on_every_kth_step_without_changing_training():
     torch.manual_seed(0)
     plain = make_module()
     torch.manual_seed(0)
-    shared = make_module()
-    shared.hparams.grad_share_every = 2  # as DistillationModule(grad_share_every=2) stores it
+    shared = make_module(grad_share_every=2)
     torch.manual_seed(5)
     fit(plain, steps=3)
     torch.manual_seed(5)
@@ -110,13 +109,13 @@ def test_module_records_shares_on_every_kth_step_without_changing_training():
     pairs = zip(plain.student.named_parameters(), shared.student.parameters(), strict=True)
     for (name, a), b in pairs:
         assert torch.equal(a, b), name
-    assert [r["step"] for r in shared.grad_share_history] == [0, 2]
+    assert [r["step"] for r in shared.grad_share.history] == [0, 2]
     assert {"resp/ratio", "cont/cos", "adv/ratio", "others/cos"} <= set(
-        shared.grad_share_history[0]
+        shared.grad_share.history[0]
     )
     # the adversarial term reaches the student through D (whose own parameters do not count)
-    assert all(r["resp/ratio"] > 0 and r["adv/ratio"] > 0 for r in shared.grad_share_history)
-    assert plain.grad_share_history == []
+    assert all(r["resp/ratio"] > 0 and r["adv/ratio"] > 0 for r in shared.grad_share.history)
+    assert plain.grad_share.history == []
 
 
 def test_option_needs_a_positive_step_count_and_a_rec_term():

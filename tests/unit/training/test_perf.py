@@ -9,18 +9,34 @@ from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.checkpoint import student_weights
 from srdistill.module import DistillationModule
 from srdistill.training import perf
+from srdistill.training.perf import SpeedOptions
 from tests.unit.test_module import RandomPairs, fit, make_module
 
 CONV_OWNERS = ("student", "teacher", "discriminator")
 
 
-def pair(**perf_kwargs) -> tuple[DistillationModule, DistillationModule]:
-    """The default module and one with ``perf_kwargs``, holding identical weights."""
+def pair(teacher_autocast=None, **speed_options) -> tuple[DistillationModule, DistillationModule]:
+    """The default module and one with the speed options, holding identical weights; the fast
+    one's ``SpeedOptions`` callback (``fast.speed``) set up as a Trainer sets it up."""
     torch.manual_seed(0)
     default = make_module()
     torch.manual_seed(0)
-    fast = make_module(**perf_kwargs)
+    fast = make_module(teacher_autocast=teacher_autocast)
+    fast.speed = SpeedOptions(**speed_options)
+    fast.speed.setup(None, fast, "fit")
     return default, fast
+
+
+def step_layout(module: DistillationModule, data: dict) -> dict:
+    """The batch as the training step sees it (after the module's speed callback, if any)."""
+    data = dict(data)
+    if getattr(module, "speed", None) is not None:
+        module.speed.on_train_batch_start(None, module, data, 0)
+    return data
+
+
+def fit_fast(module: DistillationModule, steps: int):
+    return fit(module, steps=steps, callbacks=[module.speed])
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -30,7 +46,7 @@ def batch() -> dict[str, torch.Tensor]:
 
 def loss_and_student_grads(module: DistillationModule, data: dict) -> tuple:
     torch.manual_seed(1)  # the contrastive term draws its patches at random
-    total, _ = module.loss(module._context(module.on_after_batch_transfer(data, 0)))
+    total, _ = module.loss(module._context(step_layout(module, data)))
     total.backward()
     return total.detach(), [p.grad.clone() for p in module.student.parameters()]
 
@@ -41,7 +57,7 @@ def test_channels_last_puts_every_conv_weight_and_the_batch_in_nhwc():
         weights = [p for p in getattr(fast, owner).parameters() if p.dim() == 4]
         assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
         assert not all(p.is_contiguous() for p in weights)  # NHWC, not both by accident
-    moved = fast.on_after_batch_transfer(batch(), 0)
+    moved = step_layout(fast, batch())
     assert all(t.is_contiguous(memory_format=torch.channels_last) for t in moved.values())
     assert not moved["lq"].is_contiguous()
 
@@ -60,7 +76,7 @@ def test_channels_last_step_computes_the_default_loss_and_gradients():
 
 def test_channels_last_survives_training_and_checkpoints_keep_their_keys():
     default, fast = pair(channels_last=True)
-    fit(fast, steps=2)
+    fit_fast(fast, steps=2)
     conv = fast.student.conv_first.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert list(fast.state_dict()) == list(default.state_dict())
@@ -84,7 +100,7 @@ def test_teacher_bf16_autocast_trains_with_float32_losses():
     fast.teacher_forward = lambda lq, taps=(): (
         seen.append(forward(lq, taps)[0].dtype) or forward(lq, taps)
     )
-    fit(fast, steps=2)
+    fit_fast(fast, steps=2)
     assert seen == [torch.float32, torch.float32]
     assert all(torch.isfinite(p).all() for p in fast.student.parameters())
 
@@ -106,6 +122,34 @@ def test_compile_in_place_keeps_keys_and_a_deep_copy_runs_its_own_weights():
     assert model._compiled_call_impl is None and "forward_intermediates" not in vars(model)
 
 
+def test_compiled_taps_match_eager_without_recompiling_per_step_and_uncompile_undoes_it():
+    from torch._dynamo.utils import counters
+
+    from srdistill.models.taps import forward_replacing, forward_with_taps
+
+    torch.manual_seed(0)
+    model = EDSR(scale=2, num_feat=4, num_block=1)
+    eager = copy.deepcopy(model)
+    perf.compile_in_place(model, "eager")
+    mixed, hooked = ["body", "body.0.conv1", "upsample"], ["body.0.conv2"]  # named, module paths
+    graphs = []
+    for _ in range(2):
+        x, feature = torch.rand(1, 3, 8, 8), torch.randn(1, 4, 8, 8)
+        for taps in (mixed, hooked):
+            out, feats = forward_with_taps(model, x, taps)
+            expected_out, expected = forward_with_taps(eager, x, taps)
+            assert torch.equal(out, expected_out)
+            assert all(torch.equal(feats[t], expected[t]) for t in taps)
+        replaced = forward_replacing(model, x, "body.0.conv2", feature)
+        assert torch.equal(replaced, forward_replacing(eager, x, "body.0.conv2", feature))
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] == graphs[-1]  # each tap set compiled once, not once per step
+    assert all(not m._forward_hooks for m in model.modules())
+    perf.uncompile(model)
+    assert model._compiled_call_impl is None and "forward_intermediates" not in vars(model)
+    assert torch.equal(forward_with_taps(model, x, hooked)[1]["body.0.conv2"], expected[hooked[0]])
+
+
 def test_compiled_training_matches_eager_and_leaves_plain_modules():
     default, fast = pair(compile_backend="aot_eager")
     compiled_during_fit = []
@@ -120,7 +164,7 @@ def test_compiled_training_matches_eager_and_leaves_plain_modules():
     torch.manual_seed(3)
     fit(default, steps=2)
     torch.manual_seed(3)
-    fit(fast, steps=2)
+    fit_fast(fast, steps=2)
     assert compiled_during_fit == [True, True]
     for network in (fast.student, fast.teacher):
         assert network._compiled_call_impl is None  # eager again for validation and export

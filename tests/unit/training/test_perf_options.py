@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 from srdistill.data.datamodule import SRDataModule
 from srdistill.training import perf
+from srdistill.training.perf import speed_callbacks
 from tests.helpers.configs import compose_config
 
 
@@ -16,22 +17,18 @@ def train_cfg(*overrides: str):
 def test_defaults_are_off_and_map_to_the_modules_defaults():
     cfg = train_cfg()
     perf.check_perf_options(cfg)
-    assert perf.module_options(cfg.perf) == {
-        "channels_last": False,
-        "compile_backend": None,
-        "compile_mode": None,
-        "teacher_autocast": None,
-    }
+    assert perf.module_options(cfg.perf) == {"teacher_autocast": None}
+    assert speed_callbacks(cfg.perf) == []  # no speed callback: the step runs as written
     assert cfg.datamodule.pin_memory == cfg.datamodule.persistent_workers == "auto"
 
 
-def test_compile_backend_and_mode_reach_the_module_only_when_compile_is_on():
+def test_compile_backend_and_mode_reach_the_speed_callback_only_when_compile_is_on():
     on = train_cfg("perf.compile=true", "perf.compile_mode=max-autotune")
     perf.check_perf_options(on)
-    assert perf.module_options(on.perf)["compile_backend"] == "inductor"
-    assert perf.module_options(on.perf)["compile_mode"] == "max-autotune"
+    (speed,) = speed_callbacks(on.perf)
+    assert (speed.compile_backend, speed.compile_mode) == ("inductor", "max-autotune")
     off = train_cfg("perf.compile_mode=max-autotune")
-    assert perf.module_options(off.perf)["compile_mode"] is None
+    assert speed_callbacks(off.perf) == []
 
 
 @pytest.mark.parametrize(

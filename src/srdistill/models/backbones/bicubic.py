@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from srdistill.data.bicubic import imresize
+from srdistill.models.arguments import SCALE, flag
 from srdistill.models.taps import Recorder, TappableBackbone
+from srdistill.models.variants import Family, Variant
 
 
 class Bicubic(TappableBackbone):
@@ -22,3 +24,11 @@ class Bicubic(TappableBackbone):
 
     def _forward(self, x: torch.Tensor, record: Recorder) -> torch.Tensor:
         return imresize(x, scale=float(self.scale), emulate_uint8=self.emulate_uint8)
+
+
+ARGUMENTS = {"scale": SCALE, "emulate_uint8": flag}
+# nothing learned, no weights to recognise
+FAMILY = Family(
+    name="bicubic",
+    variants=(Variant("bicubic", Bicubic, ARGUMENTS, {"emulate_uint8": True}),),
+)

@@ -13,16 +13,21 @@ VDSR and many efficient SR networks do); it adds no parameters and changes no ke
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from srdistill.models.arguments import CNN_ARGS, flag
 from srdistill.models.heads.upsample import (
     DIV2K_RGB_MEAN,
     MatlabBicubicUpsample,
     MeanShift,
     PixelShuffleUpsample,
 )
+from srdistill.models.shapes import count_keys, pixel_shuffle_scale
 from srdistill.models.taps import Recorder, TappableBackbone
+from srdistill.models.variants import Family, Variant
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -97,3 +102,38 @@ def edsr_student(scale: int = 4, **kwargs) -> EDSR:
 def edsr_baseline(scale: int = 4, **kwargs) -> EDSR:
     """EDSR-baseline: 64 channels, 16 blocks; 1.52 M parameters at x4."""
     return EDSR(scale=scale, **{"num_feat": 64, "num_block": 16, "res_scale": 1.0, **kwargs})
+
+
+def read_shapes(state: Mapping[str, torch.Tensor]) -> dict | None:
+    """EDSR's sizes from BasicSR-layout weights; None for another network."""
+    if "body.0.conv1.weight" not in state:
+        return None
+    num_feat, in_chans = state["conv_first.weight"].shape[:2]
+    return {
+        "scale": pixel_shuffle_scale(state, "upsample", num_feat),
+        "num_feat": num_feat,
+        "num_block": count_keys(state, r"body\.\d+\.conv1\.weight"),
+        "in_chans": in_chans,
+    }
+
+
+ARGUMENTS = {**CNN_ARGS, "bicubic_skip": flag}
+# the first variant takes any size (its factory has the plain defaults)
+FAMILY = Family(
+    name="edsr",
+    read_shapes=read_shapes,
+    variants=(
+        Variant("edsr_baseline", edsr_baseline, ARGUMENTS),
+        Variant("edsr_student", edsr_student, ARGUMENTS),
+        Variant("edsr_teacher", edsr_teacher, ARGUMENTS),
+        Variant("edsr_sample", EDSR, ARGUMENTS, {"num_feat": 48, "num_block": 8}),
+        Variant(
+            "edsr_sample_student",
+            EDSR,
+            ARGUMENTS,
+            {"num_feat": 24, "num_block": 4, "bicubic_skip": True},
+        ),
+        Variant("edsr_tiny_student", EDSR, ARGUMENTS, {"num_feat": 16, "num_block": 2}),
+        Variant("edsr_tiny_teacher", EDSR, ARGUMENTS, {"num_feat": 32, "num_block": 4}),
+    ),
+)

@@ -8,11 +8,16 @@ RCAN uses 20. Inputs are RGB on [0, 1]; internally ``(x - mean) * 255``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from srdistill.models.arguments import CNN_ARGS, SIZE
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN, MeanShift, PixelShuffleUpsample
+from srdistill.models.shapes import count_keys, pixel_shuffle_scale
 from srdistill.models.taps import Recorder, TappableBackbone
+from srdistill.models.variants import Family, Variant
 
 
 class ChannelAttention(nn.Module):
@@ -126,3 +131,31 @@ def rcan_teacher(scale: int = 4, **kwargs) -> RCAN:
 def rcan_student(scale: int = 4, **kwargs) -> RCAN:
     """MCAD-KD's RCAN student: 10 groups x 6 RCABs, 64 channels; 5.17 M parameters at x4."""
     return RCAN(scale=scale, **{"num_group": 10, "num_block": 6, **kwargs})
+
+
+def read_shapes(state: Mapping[str, torch.Tensor]) -> dict | None:
+    """RCAN's sizes from BasicSR-layout weights; None for another network."""
+    if "body.0.residual_group.0.rcab.0.weight" not in state:
+        return None
+    num_feat, in_chans = state["conv_first.weight"].shape[:2]
+    squeezed = state["body.0.residual_group.0.rcab.3.attention.1.weight"].shape[0]
+    return {
+        "scale": pixel_shuffle_scale(state, "upsample", num_feat),
+        "num_feat": num_feat,
+        "num_group": count_keys(state, r"body\.\d+\.conv\.weight"),
+        "num_block": count_keys(state, r"body\.0\.residual_group\.\d+\.rcab\.0\.weight"),
+        "squeeze_factor": num_feat // squeezed,
+        "in_chans": in_chans,
+    }
+
+
+ARGUMENTS = {**CNN_ARGS, "num_group": SIZE, "squeeze_factor": SIZE}
+# the first variant takes any size
+FAMILY = Family(
+    name="rcan",
+    read_shapes=read_shapes,
+    variants=(
+        Variant("rcan_student", rcan_student, ARGUMENTS),
+        Variant("rcan_teacher", rcan_teacher, ARGUMENTS),
+    ),
+)

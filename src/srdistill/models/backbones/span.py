@@ -15,12 +15,17 @@ not added back at the output.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srdistill.models.arguments import IMG_RANGE, IN_CHANS, SCALE, flag
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN
 from srdistill.models.taps import Recorder, TappableBackbone
+from srdistill.models.variants import Family, Variant
 
 
 def _kernel(conv: nn.Conv2d) -> torch.Tensor:
@@ -180,3 +185,43 @@ def span_ch48(scale: int = 4, **kwargs) -> SPAN:
 def span_ch52(scale: int = 4, **kwargs) -> SPAN:
     """SPAN as in the paper's parameter counts, 52 channels: 498,208 parameters at x4."""
     return SPAN(scale=scale, feature_channels=52, **kwargs)
+
+
+def read_shapes(state: Mapping[str, torch.Tensor]) -> dict:
+    """SPAN's sizes from either form's weights (``width``: the feature channels)."""
+    training_form = "conv_1.sk.weight" in state
+    first = state["conv_1.sk.weight" if training_form else "conv_1.eval_conv.weight"]
+    width, in_chans = first.shape[:2]
+    scale = math.isqrt(state["upsampler.0.weight"].shape[0] // in_chans)
+    return {
+        "width": width,
+        "scale": scale,
+        "in_chans": in_chans,
+        "bias": ("conv_1.sk.bias" if training_form else "conv_1.eval_conv.bias") in state,
+        "reparameterized": not training_form,
+    }
+
+
+ARGUMENTS = {
+    "scale": SCALE,
+    "in_chans": IN_CHANS,
+    "bias": flag,
+    "img_range": IMG_RANGE,
+    "reparameterized": flag,
+}
+# the inference form, as the released checkpoints (``false``: the training form)
+INFERENCE_FORM = {"reparameterized": True}
+VARIANT_BY_WIDTH = {26: "span_ch26", 28: "span_ch28", 48: "span_ch48", 52: "span_ch52"}
+FAMILY = Family(
+    name="span",
+    read_shapes=read_shapes,
+    variants=(
+        Variant("span_ch26", span_ch26, ARGUMENTS, INFERENCE_FORM),
+        Variant("span_ch28", span_ch28, ARGUMENTS, INFERENCE_FORM),
+        Variant("span_ch48", span_ch48, ARGUMENTS, INFERENCE_FORM),
+        Variant("span_ch52", span_ch52, ARGUMENTS, INFERENCE_FORM),
+    ),
+    # the width names the variant, whose numbers all show in the weights: nothing else to try
+    candidates=lambda sizes: (),
+    generic=lambda sizes: VARIANT_BY_WIDTH.get(sizes["width"]),
+)

@@ -11,15 +11,28 @@ training patch size the checkpoint was saved with, e.g. 48 for the ``s48w8`` fil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
 from torch import nn
 
+from srdistill.models.arguments import (
+    IMG_RANGE,
+    IN_CHANS,
+    SCALE,
+    flag,
+    integer,
+    integers,
+    number,
+    one_of,
+)
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN, SUPPORTED_SCALES, PixelShuffleUpsample
+from srdistill.models.shapes import count_keys, pixel_shuffle_scale
 from srdistill.models.taps import Recorder, TappableBackbone
+from srdistill.models.variants import Family, Variant
 
 __all__ = [
     "SwinIR",
@@ -477,3 +490,84 @@ def swinir_light(scale: int = 4, **kwargs) -> SwinIR:
     """Lightweight SwinIR-S (~0.9 M params) with the one-step pixel-shuffle tail."""
     cfg = dict(_COMMON, **_SMALL_BODY, upsampler="pixelshuffledirect")
     return SwinIR(scale=scale, **{**cfg, **kwargs})
+
+
+def read_shapes(state: Mapping[str, torch.Tensor]) -> dict | None:
+    """SwinIR's sizes from official-layout weights; None for another network."""
+    if "patch_embed.norm.weight" not in state and "layers.0.conv.weight" not in state:
+        return None
+    embed_dim, in_chans = state["conv_first.weight"].shape[:2]
+    layers = count_keys(state, r"layers\.\d+\.residual_group\.blocks\.0\.norm1\.weight")
+    block = "layers.{}.residual_group.blocks.0.attn.relative_position_bias_table"
+    depths = [
+        count_keys(state, rf"layers\.{i}\.residual_group\.blocks\.\d+\.norm1\.weight")
+        for i in range(layers)
+    ]
+    window = (math.isqrt(state[block.format(0)].shape[0]) + 1) // 2
+    direct = "conv_before_upsample.0.weight" not in state
+    if direct:
+        scale = math.isqrt(state["upsample.0.weight"].shape[0] // in_chans)
+    else:
+        num_feat = state["conv_before_upsample.0.weight"].shape[0]
+        scale = pixel_shuffle_scale(state, "upsample", num_feat)
+    hidden = state["layers.0.residual_group.blocks.0.mlp.fc1.weight"].shape[0]
+    return {
+        "scale": scale,
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depths": depths,
+        # the bias table holds one column per head: the only place the head count shows
+        "num_heads": [state[block.format(i)].shape[1] for i in range(layers)],
+        "window_size": window,
+        "mlp_ratio": hidden / embed_dim,
+        "upsampler": "pixelshuffledirect" if direct else "pixelshuffle",
+        "resi_connection": "1conv" if "conv_after_body.weight" in state else "3conv",
+        "qkv_bias": "layers.0.residual_group.blocks.0.attn.qkv.bias" in state,
+    }
+
+
+ARGUMENTS = {
+    "scale": SCALE,
+    "in_chans": IN_CHANS,
+    # tighter than other sizes: SwinIR cannot be sized up on the meta device first (see export)
+    "embed_dim": integer(1, 1024),
+    "depths": integers(1, 32, 12),
+    "num_heads": integers(1, 32, 12),
+    "window_size": integer(1, 32),
+    "mlp_ratio": number(0.0, 8.0, low_open=True),
+    "img_size": integer(1, 512),
+    "img_range": IMG_RANGE,
+    "upsampler": one_of(*UPSAMPLERS),
+    "resi_connection": one_of(*RESI_CONNECTIONS),
+    "qkv_bias": flag,
+    "drop_path_rate": number(0.0, 1.0),
+}
+# (embed_dim, upsampler) of each variant: SwinIR builds for real (not on the meta device), so
+# detection tries only the variants of the size the weights show
+VARIANT_SIZES = {
+    "swinir_student": (60, "pixelshuffle"),
+    "swinir_teacher": (180, "pixelshuffle"),
+    "swinir_light": (60, "pixelshuffledirect"),
+}
+
+
+def _variants_of_size(sizes: dict) -> tuple[str, ...]:
+    shown = (sizes["embed_dim"], sizes["upsampler"])
+    return tuple(name for name, size in VARIANT_SIZES.items() if size == shown)
+
+
+def _generic_variant(sizes: dict) -> str:
+    return "swinir_light" if sizes["upsampler"] == "pixelshuffledirect" else "swinir_student"
+
+
+FAMILY = Family(
+    name="swinir",
+    read_shapes=read_shapes,
+    variants=(
+        Variant("swinir_student", swinir_student, ARGUMENTS),
+        Variant("swinir_teacher", swinir_teacher, ARGUMENTS),
+        Variant("swinir_light", swinir_light, ARGUMENTS),
+    ),
+    candidates=_variants_of_size,
+    generic=_generic_variant,
+)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from srdistill.eval.efficiency import count_parameters
+from srdistill.eval.cost import count_parameters
 from srdistill.models.backbones.bicubic import Bicubic
 from srdistill.models.backbones.edsr import EDSR, edsr_baseline, edsr_student, edsr_teacher
 from srdistill.models.backbones.rcan import RCAN, rcan_student, rcan_teacher

@@ -1,16 +1,10 @@
-"""The deployable student of a training run, as a plain state dict in its architecture's keys.
+"""Writing the deployed network in a deployment format, and checking what was written.
 
-A run checkpoint records how its student was built as plain values (an allowed architecture name
-and its arguments, LoRA targets, average weight; see ``srdistill.models.registry``) and, when
-averaging, the pre-trained weights. Rebuilding from that record, loading the
-trained (EMA) weights, merging the adapters, averaging and folding re-parameterisable blocks gives
-the network a plain implementation of the architecture loads with ``strict=True``: for SPAN, the
-slim ``eval_conv`` format of the released checkpoints.
-
-That network is written as a plain state dict (``pth``; ``safetensors``, which also names the
-architecture in its metadata), a self-contained TorchScript file or an ONNX graph with dynamic
-height and width; each written file is loaded back and compared with the PyTorch network on a
-real photo before export reports success.
+The network (rebuilt from a run checkpoint by ``srdistill.models.run_student`` or read from a
+weights file by ``srdistill.models.from_file``) is written as a plain state dict (``pth``;
+``safetensors``, which also names the architecture in its metadata), a self-contained
+TorchScript file or an ONNX graph with dynamic height and width; each written file is loaded back
+and compared with the PyTorch network on a real photo before export reports success.
 """
 
 from __future__ import annotations
@@ -19,29 +13,15 @@ import io
 import math
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from srdistill.lora.merge import deployable
-from srdistill.models.checkpoint import (
-    CheckpointError,
-    mismatch_report,
-    read_run_checkpoint,
-    student_weights,
-)
-from srdistill.models.detect import Architecture, fits, to_metadata
-from srdistill.models.registry import (
-    MODELS,
-    RecordError,
-    build_from_record,
-    check_model,
-    number,
-    recorded_model,
-)
+from srdistill.models.detect import Architecture, to_metadata
+from srdistill.models.from_file import fresh_network
 from srdistill.outputs import write_atomic
 
 EXPORT_FORMATS = ("pth", "safetensors", "torchscript", "onnx")
@@ -50,94 +30,10 @@ ONNX_OPSET = 18
 # a quarter of an 8-bit step: differences below it never change a saved pixel by more than one
 TOLERANCE = 1e-3
 VERIFY_PHOTO, VERIFY_CROP = "chelsea", (96, 120)  # HR rows, columns: multiples of 2, 3, 4, 8
-NOT_A_RUN = "export takes the last.ckpt / best-*.ckpt of a train.py run"
-AVERAGE_WEIGHT = number(0.0, 1.0)
 Verify = Callable[[Path], None]
-
-
-def rebuild_student(
-    build: object, weights: Mapping[str, torch.Tensor], path: str | Path, option: str = "ckpt"
-) -> nn.Module:
-    """The recorded architecture and adapters, from plain allowed values only (never code),
-    holding ``weights``."""
-    where = f"{option}={path}: student_build"
-    if not isinstance(build, Mapping):
-        raise CheckpointError(f"{where} is not a table of plain values")
-    if build.get("unavailable"):
-        raise CheckpointError(
-            f"{where} says the student cannot be rebuilt ({str(build['unavailable'])[:200]}); "
-            "export rebuilds only srdistill's own models (conf/model), load the run's "
-            "student.* weights into your architecture yourself"
-        )
-    try:
-        model, model_args = recorded_model(build)
-        if build.get("average_weight") is not None:
-            AVERAGE_WEIGHT("average_weight", build["average_weight"])
-        _check_sizes_on_meta(model, model_args, build.get("lora"), weights, where)
-        network = build_from_record(model, model_args, build.get("lora"))
-    except RecordError as err:
-        raise CheckpointError(f"{where}.{err}") from None
-    except (ValueError, TypeError) as err:  # the constructor refused checked values
-        raise CheckpointError(f"{where} does not build: {str(err).splitlines()[0]}") from None
-    network.load_state_dict(weights, strict=True)
-    return network
-
-
-def _check_sizes_on_meta(model, model_args, lora, weights: Mapping, where: str) -> None:
-    """The sizes a file asks for must match its own weights before any memory is allocated:
-    the network is first built on the meta device (tensors without storage)."""
-    try:
-        # sample_teacher loads its shipped weights into the storage-less copy: a no-op warning
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            shapes_only = build_from_record(model, model_args, lora)
-    except NotImplementedError:  # SwinIR reads values while building; its ranges are tighter
-        return
-    problem = mismatch_report(shapes_only, weights)
-    if problem:
-        raise CheckpointError(f"{where} does not fit its weights: {problem}")
-
-
-def deployed_student(path: str | Path, use_ema: bool = True, option: str = "ckpt") -> nn.Module:
-    """Rebuild the run's student and finish it as training's final evaluation did."""
-    return deployed_student_with_architecture(path, use_ema, option)[0]
-
-
-def deployed_student_with_architecture(
-    path: str | Path, use_ema: bool = True, option: str = "ckpt"
-) -> tuple[nn.Module, Architecture | None]:
-    """The deployed student and the plain architecture its weights fit (None if no registry
-    name fits them, e.g. a width no SPAN name has)."""
-    ckpt = read_run_checkpoint(path, option, NOT_A_RUN, needs=("state_dict", "student_build"))
-    build = ckpt["student_build"]
-    weights = student_weights(ckpt["state_dict"], use_ema, path)
-    model = rebuild_student(build, weights, path, option)
-    pretrained = ckpt.get("pretrained_student")
-    if pretrained is not None and not _is_tensor_table(pretrained):
-        raise CheckpointError(f"{option}={path}: pretrained_student is not a table of tensors")
-    try:
-        model = deployable(model, pretrained, build.get("average_weight")).eval()
-    except (RuntimeError, ValueError) as err:  # pre-trained tensors of other shapes or keys
-        raise CheckpointError(
-            f"{option}={path}: pretrained_student does not fit the student: "
-            f"{str(err).splitlines()[0]}"
-        ) from None
-    return model, deployed_architecture(*recorded_model(build), model)
-
-
-def deployed_architecture(name, args, model: nn.Module) -> Architecture | None:
-    """The recorded architecture in its deployed form (re-parameterisable blocks folded)."""
-    args = dict(args)
-    if "reparameterized" in MODELS[name][1]:
-        args["reparameterized"] = True
-    args = check_model(name, args)[1]
-    return (name, args) if fits(name, args, model.state_dict()) else None
-
-
-def _is_tensor_table(value: object) -> bool:
-    return isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
-    )
+Reload = Callable[[Path], nn.Module]  # a written state-dict file -> a network holding it
+# file name endings that say a format, for out= without format=
+FORMAT_OF_SUFFIX = {".pth": "pth", ".safetensors": "safetensors", ".onnx": "onnx"}
 
 
 def check_tolerance(value) -> float:
@@ -155,6 +51,22 @@ def export_format(fmt: str) -> str:
     fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format={fmt}: choose one of {', '.join(EXPORT_FORMATS)}")
+    return fmt
+
+
+def format_for(fmt: str | None, out: str | Path) -> str:
+    """``format=`` as given, else the one ``out=``'s ending says (``pth`` when it says none);
+    a format that contradicts the ending is a one-line error (a safetensors reader cannot read
+    a pickle named ``.safetensors``)."""
+    implied = FORMAT_OF_SUFFIX.get(Path(str(out)).suffix.lower())
+    if fmt is None:
+        return implied or "pth"
+    fmt = export_format(str(fmt))
+    if implied is not None and implied != fmt:
+        raise ValueError(
+            f"format={fmt} but out={out} ends in {Path(str(out)).suffix}; leave out format= "
+            f"(the ending decides: {implied}) or give an out= ending that fits {fmt}"
+        )
     return fmt
 
 
@@ -235,14 +147,17 @@ def verification_input(scale: int) -> tuple[torch.Tensor, str]:
     return to_tensor(lr).unsqueeze(0), f"{VERIFY_PHOTO} (LR {lr.shape[1]}x{lr.shape[0]})"
 
 
-def run_exported(path: str | Path, fmt: str, lq: torch.Tensor, architecture=None) -> np.ndarray:
-    """The written file's output on ``lq``, run by its format's own runtime."""
+def run_exported(
+    path: str | Path, fmt: str, lq: torch.Tensor, architecture=None, reload: Reload | None = None
+) -> np.ndarray:
+    """The written file's output on ``lq``, run by its format's own runtime; a state dict is
+    loaded into a fresh ``architecture`` network, or into ``reload(path)``'s for a network
+    srdistill cannot build (the user's own code)."""
     fmt = export_format(fmt)
     if fmt in ("pth", "safetensors"):
-        from srdistill.models.from_file import fresh_network
-
+        network = reload(Path(path)) if reload else fresh_network(architecture, path)
         with torch.no_grad():
-            return fresh_network(architecture, path)(lq).numpy()
+            return network.eval()(lq).numpy()
     if fmt == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -267,11 +182,13 @@ def verify_export(
     architecture: Architecture | None = None,
     tolerance: float = TOLERANCE,
     name: str | Path | None = None,
+    reload: Reload | None = None,
 ) -> tuple[float, str] | None:
     """The largest absolute difference between the written file and ``model`` on a real photo,
     and that photo's description; None when its runtime is not installed (ONNX without
     onnxruntime). Exceeding ``tolerance`` raises a one-line ``ValueError`` naming the file as
-    ``name`` (the destination, when ``path`` is the file before it is moved there)."""
+    ``name`` (the destination, when ``path`` is the file before it is moved there); ``reload``
+    as for ``run_exported``."""
     fmt = export_format(fmt)
     name = name or path
     if fmt == "onnx" and not onnxruntime_available():
@@ -279,7 +196,7 @@ def verify_export(
     lq, image = verification_input(scale)
     with torch.no_grad():
         expected = model.eval().cpu()(lq).numpy()
-    got = run_exported(path, fmt, lq, architecture)
+    got = run_exported(path, fmt, lq, architecture, reload=reload)
     if got.shape != expected.shape:
         raise ValueError(
             f"verification failed: {fmt} file {name} gives an output of shape {got.shape} "
@@ -292,3 +209,26 @@ def verify_export(
             f"{diff:.3g} (tolerance {tolerance:g}) on {image}; nothing was written"
         )
     return diff, image
+
+
+def export_checked(
+    model: nn.Module,
+    out: str | Path,
+    fmt: str,
+    scale: int,
+    architecture: Architecture | None = None,
+    tolerance: float = TOLERANCE,
+    reload: Reload | None = None,
+) -> tuple[Path, tuple[float, str] | None]:
+    """Write ``model`` to ``out`` in ``fmt`` and check the complete file against it before it
+    replaces ``out`` (``verify_export``); the path and the check's difference and photo (None:
+    an ONNX file without onnxruntime to run it)."""
+    checked = []
+
+    def verify(written: Path) -> None:
+        checked.append(
+            verify_export(model, written, fmt, scale, architecture, tolerance, out, reload)
+        )
+
+    path = write_export(model, out, fmt, architecture, verify)
+    return path, checked[0]

@@ -18,7 +18,7 @@ Both caches are filled before anything is timed; each setting then runs one warm
 start-up, per-worker memory cache) and a timed epoch, with the settings taken in turn ``--repeats``
 times. The LR of a folder of HR images is generated with the MATLAB-compatible bicubic.
 
-python benchmarks/data.py --root $S/data/benchmarks/Urban100/HR --images 20 --repeat 8 \\
+python benchmarks/data_throughput.py --root $S/data/benchmarks/Urban100/HR --images 20 --repeat 8 \\
     --workers 1 2 --modes png npy memory --repeats 3 --json data_throughput.json
 """
 
@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.data import teacher_cache, teacher_cache_key
 from srdistill.data.datamodule import SRDataModule
 from srdistill.data.images import list_images
 from srdistill.data.paired import PairedImageDataset
 from srdistill.outputs import write_json
-from srdistill.report.cli import OneLineErrorParser
 
 MODES = {
     "png": {},

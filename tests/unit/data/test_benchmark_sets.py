@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from srdistill.data.benchmark import STANDARD_SETS, BenchmarkDataset, available_sets
+from srdistill.data.benchmark_sets import STANDARD_SETS, BenchmarkDataset, available_sets
 from srdistill.data.bicubic import imresize
 from srdistill.data.images import mod_crop, to_uint8_image
 from tests.helpers.images import write_png

@@ -8,8 +8,9 @@ pair (PNG decode + LR generation), the network's forward, and the rest (quantisa
 bf16 runs the network under ``torch.autocast``; on a CPU without native bf16 instructions it is
 emulated and slow, which the numbers show.
 
-python benchmarks/eval.py --root $S/data/benchmarks --ckpt $S/weights/span_tiny_ch26_x4.pth \\
-    --tiles none 128 --dtypes float32 bfloat16 --json eval_throughput.json
+python benchmarks/eval_throughput.py --root $S/data/benchmarks \\
+    --ckpt $S/weights/span_tiny_ch26_x4.pth --tiles none 128 --dtypes float32 bfloat16 \\
+    --json eval_throughput.json
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import resource
 import time
 from pathlib import Path
 
+from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.outputs import write_json
-from srdistill.report.cli import OneLineErrorParser
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -48,7 +49,7 @@ def _measure(job: dict, queue) -> None:
     import torch
     from torch import nn
 
-    from srdistill.data.benchmark import BenchmarkDataset
+    from srdistill.data.benchmark_sets import BenchmarkDataset
     from srdistill.eval.benchmark import evaluate_set
 
     torch.set_num_threads(job["threads"])

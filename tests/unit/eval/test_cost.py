@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from srdistill.eval.efficiency import (
+from srdistill.eval.cost import (
     count_flops,
     count_parameters,
     efficiency_report,

@@ -1,0 +1,132 @@
+"""The contract between a loss term and the rest of srdistill.
+
+A loss term is an ``nn.Module`` whose ``forward(ctx)`` takes the ``StepContext`` of one
+generator step (``srdistill.losses.context``: batch ``lq``/``gt``, the student's output ``sr_s``
+and, on request, the teacher's) and returns a scalar tensor; ``WeightedLoss`` adds the terms up
+with their weights. A term says what it needs through class attributes (or properties, read
+once when the loss is built). Subclass ``LossTerm`` to get the defaults and the documentation;
+a plain ``nn.Module`` works too, the defaults standing in for what it does not declare.
+
+- ``needs_teacher = False``: True when the term reads the teacher's output or features
+  (``ctx.sr_t``, ``ctx.feats_t``, ``ctx.teacher_output()``); they are then computed each step.
+- ``student_taps = ()``, ``teacher_taps = ()``: names of the intermediate features the term
+  reads from ``ctx.feats_s`` / ``ctx.feats_t`` (a list of str). A tap is a named point of the
+  network (``block_1``) or a module path inside it (``body.3``).
+- ``min_batch_size = 1``, ``min_hr_patch_size = 1``: the smallest batch and HR training patch
+  the term works with (ints >= 1), checked before training starts.
+- ``runs_teacher = False``: True when the term runs ``ctx.teacher`` on inputs of its own; the
+  teacher must then be online (no teacher-output cache). It implies ``needs_teacher``.
+- ``reads_student_output = True``: False when the term never reads ``ctx.sr_s``/``feats_s``
+  (it runs ``ctx.student`` itself), so a later step group need not recompute them for it.
+- ``adversarial = False``: True when the term reads ``ctx.discriminator``; the run then
+  builds ``loss.discriminator`` and trains it.
+- ``logged_values()``: extra values of the last forward to log (e.g. the parts of a sum),
+  ``{key: tensor}`` logged as ``train/loss/<term name>/<key>``; ``{}`` by default.
+
+Parameters of a term (projection heads, a temperature) train with the student. The teacher is
+frozen: a term that runs it must not let its parameters receive gradients.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from srdistill.losses.context import StepContext
+
+
+class LossTerm(nn.Module):
+    """Base class of loss terms: the contract's attributes with their defaults (see above)."""
+
+    needs_teacher: bool = False
+    student_taps: Sequence[str] = ()
+    teacher_taps: Sequence[str] = ()
+    min_batch_size: int = 1
+    min_hr_patch_size: int = 1
+    runs_teacher: bool = False
+    reads_student_output: bool = True
+    adversarial: bool = False
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        """The term's value, a scalar tensor."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward(ctx)")
+
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        """Extra values of the last forward, logged under ``train/loss/<term name>/<key>``."""
+        return {}
+
+
+FLAGS = ("needs_teacher", "runs_teacher", "reads_student_output", "adversarial")
+SIZES = ("min_batch_size", "min_hr_patch_size")
+TAPS = ("student_taps", "teacher_taps")
+
+
+@dataclass(frozen=True)
+class TermContract:
+    """What one term declares, read and checked once by ``TermContract.of``."""
+
+    needs_teacher: bool
+    student_taps: tuple[str, ...]
+    teacher_taps: tuple[str, ...]
+    min_batch_size: int
+    min_hr_patch_size: int
+    runs_teacher: bool
+    reads_student_output: bool
+    adversarial: bool
+    logs_values: bool  # the term has a ``logged_values()`` method
+
+    @classmethod
+    def of(cls, term: nn.Module) -> TermContract:
+        """The contract of ``term`` (any ``nn.Module``), ``LossTerm``'s defaults for what it
+        does not declare; ValueError naming the class and attribute for a wrong type."""
+        flags = {name: _flag(term, name) for name in FLAGS}
+        flags["needs_teacher"] = flags["needs_teacher"] or flags["runs_teacher"]
+        return cls(
+            **flags,
+            **{name: _size(term, name) for name in SIZES},
+            **{name: _taps(term, name) for name in TAPS},
+            logs_values=callable(_declared(term, "logged_values", None)),
+        )
+
+
+def _declared(term: nn.Module, name: str, default: Any) -> Any:
+    """``term.name`` when the term or its class declares it, else ``default``. Not
+    ``getattr(term, name, default)``: that would hide an AttributeError raised inside a
+    property behind the default."""
+    if name in vars(term) or hasattr(type(term), name):
+        return getattr(term, name)
+    return default
+
+
+def _where(term: nn.Module, name: str) -> str:
+    return f"{type(term).__name__}.{name}"
+
+
+def _flag(term: nn.Module, name: str) -> bool:
+    value = _declared(term, name, getattr(LossTerm, name))
+    if not isinstance(value, bool):
+        raise ValueError(f"{_where(term, name)} must be True or False, got {value!r}")
+    return value
+
+
+def _size(term: nn.Module, name: str) -> int:
+    value = _declared(term, name, getattr(LossTerm, name))
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{_where(term, name)} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _taps(term: nn.Module, name: str) -> tuple[str, ...]:
+    value = _declared(term, name, getattr(LossTerm, name))
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or not all(isinstance(tap, str) for tap in value)
+    ):
+        raise ValueError(f"{_where(term, name)} must be a list of tap names (str), got {value!r}")
+    return tuple(value)
