@@ -58,13 +58,15 @@ def format_for(fmt: str | None, out: str | Path) -> str:
     """``format=`` as given, else the one ``out=``'s ending says (``pth`` when it says none);
     a format that contradicts the ending is a one-line error (a safetensors reader cannot read
     a pickle named ``.safetensors``)."""
-    implied = FORMAT_OF_SUFFIX.get(Path(str(out)).suffix.lower())
+    name = Path(str(out)).name.lower()  # ".onnx" alone is a name whose ending says onnx
+    ending = next((e for e in FORMAT_OF_SUFFIX if name.endswith(e)), None)
+    implied = FORMAT_OF_SUFFIX.get(ending)
     if fmt is None:
         return implied or "pth"
-    fmt = export_format(str(fmt))
+    given, fmt = fmt, export_format(str(fmt))
     if implied is not None and implied != fmt:
         raise ValueError(
-            f"format={fmt} but out={out} ends in {Path(str(out)).suffix}; leave out format= "
+            f"format={given} but out={out} ends in {ending}; leave out format= "
             f"(the ending decides: {implied}) or give an out= ending that fits {fmt}"
         )
     return fmt

@@ -216,7 +216,7 @@ class DistillationModule(LightningModule):
 
     def _log_train(self, g_logs: dict, d_logs: dict) -> None:
         logs = {f"train/loss/{k}": v for k, v in g_logs.items()}
-        logs.update({f"train/{k}": v for k, v in d_logs.items()})
+        logs.update({f"train/{k}": v for k, v in {**d_logs, **self.loss.step_metrics()}.items()})
         for role, opt in zip("gd", self._optimizers(), strict=False):
             logs[f"train/lr/{role}"] = opt.param_groups[0]["lr"]
             logs[f"train/skipped/{role}"] = float(self.nonfinite.skipped[role])

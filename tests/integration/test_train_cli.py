@@ -40,7 +40,7 @@ def test_smoke_run_writes_results_and_checkpoints(smoke_run, loss):
         for key in (
             "train/loss/cont/img",
             "train/loss/cont/patch",
-            "train/loss/cont/tau",
+            "train/tau",
             "train/d_real",
             "train/loss/adv",
         ):

@@ -90,6 +90,7 @@ def test_a_file_that_does_not_match_fails_verification(network, tmp_path):
         (None, "student.ONNX", "onnx"),
         (None, "student.pth", "pth"),
         (None, "student.bin", "pth"),  # an ending that says nothing: the plain state dict
+        (None, "exports/.onnx", "onnx"),  # a name that is only an ending
         ("torchscript", "student.pt", "torchscript"),
         ("slim", "student.pth", "pth"),
     ],
@@ -98,7 +99,9 @@ def test_the_format_is_the_one_given_or_the_one_the_file_name_says(fmt, out, exp
     assert format_for(fmt, out) == expected
 
 
-@pytest.mark.parametrize(("fmt", "out"), [("pth", "s.safetensors"), ("onnx", "s.pth")])
+@pytest.mark.parametrize(
+    ("fmt", "out"), [("pth", "s.safetensors"), ("onnx", "s.pth"), ("slim", "s.safetensors")]
+)
 def test_a_format_contradicting_the_file_name_is_refused(fmt, out):
     with pytest.raises(ValueError, match=f"format={fmt} but out={out}"):
         format_for(fmt, out)

@@ -9,11 +9,12 @@ such a student records only that srdistill cannot rebuild it, and export then as
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -42,8 +43,9 @@ def is_own_model(cfg: DictConfig) -> bool:
 def check_importable(cfg: DictConfig) -> None:
     """The config's ``_target_`` imports, checked before any file is read."""
     target = str(cfg.model.get("_target_", ""))
-    try:
-        get_object(target)
+    module, _, name = target.rpartition(".")
+    try:  # importlib itself: hydra's locator logs its own error lines before raising
+        getattr(importlib.import_module(module), name)
     except Exception as err:  # noqa: BLE001 - any import failure is the user's set-up
         raise ValueError(
             f"model={model_choice()}: cannot import its _target_ {target!r} "

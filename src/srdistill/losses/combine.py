@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from srdistill.losses.context import StepContext
-from srdistill.losses.term import TermContract
+from srdistill.losses.term import TermContract, logged_values_of
 from srdistill.models.taps import check_taps
 
 
@@ -123,10 +123,18 @@ class WeightedLoss(nn.Module):
         values = {name: term(ctx) for name, term in terms.items()}
         total = sum(self.weights[name] * value for name, value in values.items())
         for name, term in terms.items():
-            if self.contracts[name].logs_values:
-                for key, value in term.logged_values().items():
-                    values[f"{name}/{key}"] = value
+            for key, value in logged_values_of(term, self.contracts[name]).items():
+                values[f"{name}/{key}"] = value
         return total, values
+
+    def step_metrics(self) -> dict[str, torch.Tensor]:
+        """Every term's ``step_metrics()`` (its state after the optimizer step: MCAD-KD's
+        temperature), logged under ``train/<key>``."""
+        metrics: dict[str, torch.Tensor] = {}
+        for name, term in self.terms.items():
+            if self.contracts[name].has_step_metrics:
+                metrics.update(term.step_metrics())
+        return metrics
 
 
 def _contract(name: str, term: nn.Module) -> TermContract:

@@ -233,7 +233,7 @@ class MultiScaleContrastiveLoss(LossTerm):
     def forward(self, ctx: StepContext) -> torch.Tensor:
         sr_t = ctx.teacher_output()
         total = ctx.sr_s.new_zeros(())
-        self.last_values = {"tau": self.temperature().detach()}
+        self.last_values = {}
         if self.img_weight:
             self.last_values["img"] = self.image_loss(ctx.sr_s, sr_t)
             total = total + self.img_weight * self.last_values["img"]
@@ -244,3 +244,7 @@ class MultiScaleContrastiveLoss(LossTerm):
 
     def logged_values(self) -> dict[str, torch.Tensor]:
         return self.last_values
+
+    def step_metrics(self) -> dict[str, torch.Tensor]:
+        """The learned temperature after the step, ``train/tau``."""
+        return {"tau": self.temperature().detach()}

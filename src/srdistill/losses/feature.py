@@ -39,7 +39,15 @@ class PairedTapLoss(LossTerm):
     def pairs(self, ctx: StepContext) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(student, detached teacher) feature pairs in fp32 (AMP-safe sums of squares)."""
         for tap_s, tap_t in zip(self.student_taps, self.teacher_taps, strict=True):
-            yield ctx.feats_s[tap_s].float(), ctx.feats_t[tap_t].detach().float()
+            feat_s, feat_t = ctx.feats_s[tap_s], ctx.feats_t[tap_t]
+            for role, tap, feat in (("student", tap_s, feat_s), ("teacher", tap_t, feat_t)):
+                if feat.dim() != 4:  # e.g. a transformer block's tokens (B, L, C)
+                    raise ValueError(
+                        f"kd_taps.{role} {tap} gives a {feat.dim()}-D feature "
+                        f"{tuple(feat.shape)}; feature losses pair image features (B, C, H, W): "
+                        "tap a module whose output is an image (or a named point)"
+                    )
+            yield feat_s.float(), feat_t.detach().float()
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         # torch.stack keeps every per-tap loss in the graph (a torch.tensor([...]) would detach)

@@ -21,7 +21,13 @@ a plain ``nn.Module`` works too, the defaults standing in for what it does not d
 - ``adversarial = False``: True when the term reads ``ctx.discriminator``; the run then
   builds ``loss.discriminator`` and trains it.
 - ``logged_values()``: extra values of the last forward to log (e.g. the parts of a sum),
-  ``{key: tensor}`` logged as ``train/loss/<term name>/<key>``; ``{}`` by default.
+  ``{key: tensor}`` logged as ``train/loss/<term name>/<key>``; ``{}`` by default. (A plain
+  module's ``last_terms`` dict, the form before this contract, is logged the same way.)
+- ``step_metrics()``: values describing the term's state after the optimizer step (e.g. a
+  learned temperature), ``{key: tensor}`` logged as ``train/<key>``; ``{}`` by default.
+
+A term that is a wrapper forwarding attribute reads (``torch.compile(term)``) is read through
+the wrapper. Flags take ``True``/``False`` (also ``1``/``0`` and numpy booleans).
 
 Parameters of a term (projection heads, a temperature) train with the student. The teacher is
 frozen: a term that runs it must not let its parameters receive gradients.
@@ -34,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,6 +67,10 @@ class LossTerm(nn.Module):
         """Extra values of the last forward, logged under ``train/loss/<term name>/<key>``."""
         return {}
 
+    def step_metrics(self) -> dict[str, torch.Tensor]:
+        """The term's state after the optimizer step, logged under ``train/<key>``."""
+        return {}
+
 
 FLAGS = ("needs_teacher", "runs_teacher", "reads_student_output", "adversarial")
 SIZES = ("min_batch_size", "min_hr_patch_size")
@@ -78,7 +89,8 @@ class TermContract:
     runs_teacher: bool
     reads_student_output: bool
     adversarial: bool
-    logs_values: bool  # the term has a ``logged_values()`` method
+    values_from: str | None  # "logged_values", "last_terms" (the older form) or None
+    has_step_metrics: bool
 
     @classmethod
     def of(cls, term: nn.Module) -> TermContract:
@@ -86,20 +98,38 @@ class TermContract:
         does not declare; ValueError naming the class and attribute for a wrong type."""
         flags = {name: _flag(term, name) for name in FLAGS}
         flags["needs_teacher"] = flags["needs_teacher"] or flags["runs_teacher"]
+        values_from = "logged_values" if callable(_declared(term, "logged_values", None)) else None
+        if values_from is None and isinstance(_declared(term, "last_terms", None), dict):
+            values_from = "last_terms"
         return cls(
             **flags,
             **{name: _size(term, name) for name in SIZES},
             **{name: _taps(term, name) for name in TAPS},
-            logs_values=callable(_declared(term, "logged_values", None)),
+            values_from=values_from,
+            has_step_metrics=callable(_declared(term, "step_metrics", None)),
         )
+
+
+def logged_values_of(term: nn.Module, contract: TermContract) -> dict[str, torch.Tensor]:
+    """The extra values ``term``'s last forward reported, as its contract says to read them."""
+    if contract.values_from is None:
+        return {}
+    values = getattr(term, contract.values_from)
+    return dict(values() if callable(values) else values)
 
 
 def _declared(term: nn.Module, name: str, default: Any) -> Any:
     """``term.name`` when the term or its class declares it, else ``default``. Not
-    ``getattr(term, name, default)``: that would hide an AttributeError raised inside a
-    property behind the default."""
+    ``getattr(term, name, default)`` for a plain module: that would hide an AttributeError raised
+    inside a property behind the default. A wrapper that forwards attribute reads (its class
+    has a ``__getattr__`` of its own, as ``torch.compile``'s does) is asked directly."""
     if name in vars(term) or hasattr(type(term), name):
-        return getattr(term, name)
+        try:
+            return getattr(term, name)
+        except AttributeError as err:
+            raise ValueError(f"{_where(term, name)} cannot be read: {err}") from None
+    if type(term).__getattr__ is not nn.Module.__getattr__:
+        return getattr(term, name, default)
     return default
 
 
@@ -109,9 +139,11 @@ def _where(term: nn.Module, name: str) -> str:
 
 def _flag(term: nn.Module, name: str) -> bool:
     value = _declared(term, name, getattr(LossTerm, name))
-    if not isinstance(value, bool):
-        raise ValueError(f"{_where(term, name)} must be True or False, got {value!r}")
-    return value
+    if isinstance(value, bool | np.bool_) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise ValueError(f"{_where(term, name)} must be True or False, got {value!r}")
 
 
 def _size(term: nn.Module, name: str) -> int:

@@ -45,8 +45,8 @@ def student_from_record(
     if build.get("unavailable"):
         raise CheckpointError(
             f"{where} says the student cannot be rebuilt ({str(build['unavailable'])[:200]}); "
-            "export rebuilds only srdistill's own models (conf/model), load the run's "
-            "student.* weights into your architecture yourself"
+            "a student of your own code exports with model=<its conf/model name> and your "
+            'config dir on hydra.searchpath (docs/GUIDE.md, "Extending srdistill")'
         )
     try:
         model, model_args = record_architecture(build)

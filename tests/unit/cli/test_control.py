@@ -50,9 +50,10 @@ def test_a_loss_without_teacher_needs_no_control(tmp_path):
 
 
 def test_a_loss_made_only_of_teacher_terms_has_no_control(tmp_path):
+    cfg = _cfg(tmp_path, "loss=kd", "loss.terms.rec.weight=0")
+    loss = build_loss(cfg.loss)
     with pytest.raises(ValueError, match="compare_without_teacher"):
-        cfg = _cfg(tmp_path, "loss=kd", "loss.terms.rec.weight=0")
-        control_config(cfg, build_loss(cfg.loss))
+        control_config(cfg, loss)
 
 
 def test_the_table_names_the_distilled_student_and_its_gain():

@@ -118,3 +118,11 @@ def test_at_by_hand():
     assert sr.item() == pytest.approx(((1 - r) + r) / 2, rel=1e-5)
     orig = AttentionTransferLoss(["a"], ["b"], mode="original")(context({"a": fs}, {"b": ft}))
     assert orig.item() == pytest.approx(((1 - r) ** 2 + r**2) / 2, rel=1e-5)
+
+
+def test_a_tap_that_gives_tokens_is_named_in_one_line():
+    # a module path into a transformer block gives (B, L, C) tokens, not an image
+    tokens, image = torch.rand(2, 16, 8), torch.rand(2, 8, 4, 4)
+    loss = AttentionTransferLoss(["layers.0.blocks.0"], ["body.0"])
+    with pytest.raises(ValueError, match=r"kd_taps.student layers.0.blocks.0 gives a 3-D feature"):
+        loss(context({"layers.0.blocks.0": tokens}, {"body.0": image}))

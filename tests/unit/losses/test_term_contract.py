@@ -64,7 +64,8 @@ def test_a_plain_module_declaring_only_needs_teacher_gets_the_defaults():
         runs_teacher=False,
         reads_student_output=True,
         adversarial=False,
-        logs_values=False,
+        values_from=None,
+        has_step_metrics=False,
     )
     loss = weighted(rec=ReconstructionLoss(), kd=PlainTeacherTerm())
     assert loss.needs_teacher and loss.reads_teacher_outputs_only
@@ -80,7 +81,7 @@ def test_a_plain_module_declaring_only_needs_teacher_gets_the_defaults():
 @pytest.mark.parametrize(
     ("attribute", "value"),
     [
-        ("needs_teacher", 1),
+        ("needs_teacher", 2),  # 1 and 0 read as True and False, as before
         ("adversarial", "yes"),
         ("min_batch_size", 0),
         ("min_batch_size", True),
@@ -113,8 +114,8 @@ def test_an_attribute_error_inside_a_property_is_not_taken_for_the_default():
         def min_batch_size(self):
             return self.missing_option
 
-    # nn.Module's __getattr__ reports it as the property's own name
-    with pytest.raises(AttributeError, match="min_batch_size|missing_option"):
+    # one line naming the class and attribute, never the default
+    with pytest.raises(ValueError, match="Broken.min_batch_size cannot be read"):
         TermContract.of(Broken())
 
 
@@ -165,13 +166,17 @@ def test_logged_values_appear_under_the_term_name():
 
 def test_mcad_logs_its_temperature_and_csd_none():
     mcad = MultiScaleContrastiveLoss(dim=8, num_patches=2, patch_size=8, tau_init=0.1)
-    _, values = weighted(cont=mcad)(context())
-    assert set(values) == {"cont", "cont/img", "cont/patch", "cont/tau"}
-    assert values["cont/tau"].item() == pytest.approx(0.1)
+    loss = weighted(cont=mcad)
+    _, values = loss(context())
+    assert set(values) == {"cont", "cont/img", "cont/patch"}
+    assert set(loss.step_metrics()) == {"tau"}  # train/tau, as always
+    assert loss.step_metrics()["tau"].item() == pytest.approx(0.1)
     csd = ContrastiveSelfDistillationLoss(num_negatives=2)
     csd.vgg = Copies()
-    _, values = weighted(cont=csd)(context())
+    loss = weighted(cont=csd)
+    _, values = loss(context())
     assert set(values) == {"cont", "cont/d_pos", "cont/d_neg"}
+    assert loss.step_metrics() == {}
 
 
 def _loss_modules():
@@ -189,3 +194,22 @@ def test_every_built_in_term_is_a_loss_term():
     terms = classes - NOT_TERMS
     assert len(terms) >= 15  # the built-in terms and their shared bases
     assert [cls.__name__ for cls in terms if not issubclass(cls, LossTerm)] == []
+
+
+def test_older_and_wrapped_terms_keep_their_contract():
+    class OldStyle(nn.Module):  # a term written before the contract: last_terms, plain flags
+        needs_teacher = 1
+        teacher_taps = ["body.0"]
+
+        def forward(self, ctx):
+            self.last_terms = {"part": ctx.sr_s.mean()}
+            return ctx.sr_s.mean()
+
+    old = OldStyle()
+    old.last_terms = {}
+    contract = TermContract.of(old)
+    assert contract.needs_teacher is True and contract.values_from == "last_terms"
+    loss = weighted(x=old)
+    assert set(loss(context())[1]) == {"x", "x/part"}
+    wrapped = TermContract.of(torch.compile(OldStyle(), backend="eager"))
+    assert wrapped.needs_teacher and wrapped.teacher_taps == ("body.0",)

@@ -60,6 +60,9 @@ def test_channels_last_puts_every_conv_weight_and_the_batch_in_nhwc():
     moved = step_layout(fast, batch())
     assert all(t.is_contiguous(memory_format=torch.channels_last) for t in moved.values())
     assert not moved["lq"].is_contiguous()
+    validated = batch()  # validation batches too, as the module's batch hook did for every loader
+    fast.speed.on_validation_batch_start(None, fast, validated, 0)
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in validated.values())
 
 
 def test_channels_last_step_computes_the_default_loss_and_gradients():
