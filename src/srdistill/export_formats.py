@@ -139,8 +139,8 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
 
 def verification_input(scale: int) -> tuple[torch.Tensor, str]:
     """A real photo's LR crop (made with the project's MATLAB bicubic) and its description."""
-    from srdistill.data.bicubic import imresize
     from srdistill.data.images import to_tensor
+    from srdistill.data.matlab_bicubic import imresize
     from srdistill.data.samples import load_photo
 
     rows, cols = VERIFY_CROP

@@ -125,7 +125,7 @@ def test_alpha_is_upscaled_with_bicubic_and_reattached(tmp_path):
     assert written.mode == "RGBA" and written.size == (40, 28)
     pixels = np.asarray(written)
     assert np.array_equal(pixels[..., :3], expected_output(image))
-    from srdistill.data.bicubic import imresize
+    from srdistill.data.matlab_bicubic import imresize
 
     alpha = np.asarray(Image.open(image))[..., 3].astype(np.float64) / 255
     bicubic = np.clip(np.round(imresize(alpha, scale=2.0) * 255), 0, 255)

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from srdistill.data.bicubic import imresize
 from srdistill.data.images import mod_crop, read_rgb
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.eval.benchmark import evaluate_benchmarks
 from srdistill.eval.cost import count_flops, count_parameters
 from srdistill.models.backbones.bicubic import Bicubic

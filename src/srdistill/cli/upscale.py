@@ -226,8 +226,8 @@ def upscale_file(model, source: Path, target: Path, scale: int, device, args) ->
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from srdistill.data.bicubic import imresize
     from srdistill.data.images import read_image, to_tensor
+    from srdistill.data.matlab_bicubic import imresize
     from srdistill.eval.tiling import tiled_forward
     from srdistill.outputs import write_atomic
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from srdistill.data.bicubic import imresize
 from srdistill.data.images import mod_crop, read_rgb, to_tensor
+from srdistill.data.matlab_bicubic import imresize
 
 STANDARD_SETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 

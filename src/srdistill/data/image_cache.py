@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from srdistill.checksums import file_sha256
-from srdistill.data.bicubic import imresize
 from srdistill.data.decoded_cache import image_size, read_decoded, write_decoded
 from srdistill.data.images import mod_crop, read_rgb
+from srdistill.data.matlab_bicubic import imresize
 
 NAME_BYTES = 48  # of a source's name kept in its entries' names, for whoever lists the cache
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from srdistill.data.bicubic import imresize
+from srdistill.data.matlab_bicubic import imresize
 
 # order in which ``augment`` applies the ops; ``invert_augment`` undoes them in reverse
 AUGMENT_OPS = ("invert", "flip_rows", "flip_cols", "transpose")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from srdistill.models.arguments import one_of
+from srdistill.models.argument_checks import one_of
 from srdistill.models.backbones.edsr import EDSR
 from srdistill.models.checkpoint import load_weights
 from srdistill.models.variants import Family, Variant

@@ -24,7 +24,7 @@ from torch import nn
 
 from srdistill.lora.conv import A_INITS, SCALINGS
 from srdistill.lora.inject import LoRASpec
-from srdistill.models.arguments import (
+from srdistill.models.argument_checks import (
     BuildRecordError,
     Check,
     flag,

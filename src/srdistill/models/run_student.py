@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from srdistill.lora.merge import deployable
-from srdistill.models.arguments import BuildRecordError, number
+from srdistill.models.argument_checks import BuildRecordError, number
 from srdistill.models.checkpoint import (
     CheckpointError,
     mismatch_report,

@@ -2,7 +2,7 @@
 
 A module of ``srdistill.models.backbones`` ends with ``FAMILY = Family(...)``: its variants, each
 a registry name, the factory its ``conf/model/<name>.yaml`` names as ``_target_``, the arguments
-a build record may give it (each with its check, see ``srdistill.models.arguments``) and the
+a build record may give it (each with its check, see ``srdistill.models.argument_checks``) and the
 values that YAML gives besides ``scale: ${scale}`` (``defaults``); and, when its weights can be
 recognised, a reader of their shapes. ``srdistill.models.registry`` and
 ``srdistill.models.detect`` are built from these declarations alone, so adding a backbone is one
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srdistill.models.arguments import Check
+from srdistill.models.argument_checks import Check
 
 BACKBONES = "srdistill.models.backbones"
 # modules outside the backbones package that declare variants too

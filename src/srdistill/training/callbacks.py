@@ -9,8 +9,8 @@ from lightning import Callback
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
-from srdistill.data.bicubic import imresize
 from srdistill.data.images import to_uint8_image
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.outputs import write_atomic
 
 

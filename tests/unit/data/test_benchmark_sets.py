@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from srdistill.data.benchmark_sets import STANDARD_SETS, BenchmarkDataset, available_sets
-from srdistill.data.bicubic import imresize
 from srdistill.data.images import mod_crop, to_uint8_image
+from srdistill.data.matlab_bicubic import imresize
 from tests.helpers.images import write_png
 
 

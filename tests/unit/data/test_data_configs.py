@@ -23,8 +23,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import ConcatDataset
 
-from srdistill.data.bicubic import imresize
 from srdistill.data.images import to_uint8_image
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.data.paired import PairedImageDataset
 from srdistill.data.samples import TRAIN_PHOTOS, TRAIN_SET
 from tests.helpers.images import write_png

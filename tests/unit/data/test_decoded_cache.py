@@ -21,9 +21,9 @@ import torch
 
 import srdistill.data.image_cache as image_cache_module
 from srdistill import checksums
-from srdistill.data.bicubic import imresize
 from srdistill.data.decoded_cache import EntryError, read_decoded, read_entry, write_decoded
 from srdistill.data.images import mod_crop
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.data.paired import PairedImageDataset
 from tests.helpers.images import write_png
 

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import srdistill.data.image_cache as image_cache_module
-from srdistill.data.bicubic import imresize
 from srdistill.data.images import list_images, mod_crop, read_rgb, to_tensor, to_uint8_image
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.data.paired import PairedImageDataset, random_aligned_crop, random_dihedral
 from tests.helpers.images import write_png
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srdistill.data.bicubic import imresize
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.data.upcycling import (
     AUGMENT_OPS,
     assemble_tiles,

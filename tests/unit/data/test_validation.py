@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srdistill.data.bicubic import imresize
+from srdistill.data.matlab_bicubic import imresize
 from srdistill.data.paired import PairedImageDataset
 from srdistill.data.validation import SHOWN_BAD_IMAGES, image_size
 from tests.helpers.images import write_png

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import srdistill.models
 from srdistill.models import backbones
-from srdistill.models.arguments import SCALE, BuildRecordError, integer
+from srdistill.models.argument_checks import SCALE, BuildRecordError, integer
 from srdistill.models.detect import config_args
 from srdistill.models.registry import VARIANTS, target_path
 from srdistill.models.variants import Family, Variant, _check_unique
@@ -67,7 +67,7 @@ import math
 
 from torch import nn
 
-from srdistill.models.arguments import SCALE, integer
+from srdistill.models.argument_checks import SCALE, integer
 from srdistill.models.variants import Family, Variant
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from srdistill.data.bicubic import imresize
-from srdistill.models.arguments import SCALE, flag
+from srdistill.data.matlab_bicubic import imresize
+from srdistill.models.argument_checks import SCALE, flag
 from srdistill.models.taps import Recorder, TappableBackbone
 from srdistill.models.variants import Family, Variant
 

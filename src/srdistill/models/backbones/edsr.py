@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from srdistill.models.arguments import CNN_ARGS, flag
+from srdistill.models.argument_checks import CNN_ARGS, flag
 from srdistill.models.heads.upsample import (
     DIV2K_RGB_MEAN,
     MatlabBicubicUpsample,

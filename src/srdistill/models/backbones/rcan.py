@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from srdistill.models.arguments import CNN_ARGS, SIZE
+from srdistill.models.argument_checks import CNN_ARGS, SIZE
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN, MeanShift, PixelShuffleUpsample
 from srdistill.models.shapes import count_keys, pixel_shuffle_scale
 from srdistill.models.taps import Recorder, TappableBackbone

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srdistill.models.arguments import IMG_RANGE, IN_CHANS, SCALE, flag
+from srdistill.models.argument_checks import IMG_RANGE, IN_CHANS, SCALE, flag
 from srdistill.models.heads.upsample import DIV2K_RGB_MEAN
 from srdistill.models.taps import Recorder, TappableBackbone
 from srdistill.models.variants import Family, Variant

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
 from torch import nn
 
-from srdistill.models.arguments import (
+from srdistill.models.argument_checks import (
     IMG_RANGE,
     IN_CHANS,
     SCALE,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srdistill.data.bicubic import resize_matrix
+from srdistill.data.matlab_bicubic import resize_matrix
 
 SUPPORTED_SCALES = (2, 3, 4, 8)
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -67,7 +67,7 @@ class MatlabBicubicUpsample(nn.Module):
     """MATLAB ``imresize(x, scale, 'bicubic')`` for an integer ``scale``, as one grouped 7x7
     conv (one output channel per sub-pixel phase) and a pixel shuffle.
 
-    It equals ``srdistill.data.bicubic.imresize`` on float input (to float rounding) but uses
+    It equals ``srdistill.data.matlab_bicubic.imresize`` on float input (to float rounding) but uses
     only conv and shuffle, so a network containing it traces and exports (TorchScript, ONNX)
     with any input size of at least 3 x 3 pixels. No parameters, nothing in the state dict.
     """

@@ -152,7 +152,7 @@ class TestSpanReparameterization:
 
 
 def test_bicubic_model_upscales_like_imresize():
-    from srdistill.data.bicubic import imresize
+    from srdistill.data.matlab_bicubic import imresize
 
     x = torch.rand(1, 3, 8, 6)
     out = Bicubic(scale=3, emulate_uint8=False)(x)
@@ -161,7 +161,7 @@ def test_bicubic_model_upscales_like_imresize():
 
 
 def test_traceable_bicubic_upsampling_equals_matlab_imresize():
-    from srdistill.data.bicubic import imresize
+    from srdistill.data.matlab_bicubic import imresize
     from srdistill.models.heads.upsample import MatlabBicubicUpsample
 
     for scale in (2, 3, 4, 8):

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from srdistill.data.bicubic import _round_uint8, cubic, imresize, output_length, resize_matrix
+from srdistill.data.matlab_bicubic import (
+    _round_uint8,
+    cubic,
+    imresize,
+    output_length,
+    resize_matrix,
+)
 
 
 class TestCubicKernel:
