@@ -3,11 +3,8 @@
 Manual optimisation: each iteration is a generator step (student + loss-term parameters such as
 heads and temperature; ``loss.step_groups``: one optimizer step per group, DUKD) and, with a
 discriminator, a D step on ``L_D`` with the student output detached, in ``step_order``. The
-teacher is frozen, in eval mode, never optimised and never in run checkpoints (only its path and
-SHA-256 are); a batch carrying ``sr_t`` (the teacher-output cache) stands in for its forward.
-Elsewhere: validation of what ships (training/deployed.py), speed options (training/perf.py),
-the non-finite guard, gradient shares and checkpoint records (training/).
-"""
+teacher is frozen, in eval mode, never optimised, never in run checkpoints (only its identity);
+a batch's ``sr_t`` (the teacher-output cache) stands in for its forward. The rest: training/."""
 
 from __future__ import annotations
 
@@ -25,6 +22,7 @@ from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.context import StepContext
 from srdistill.models.taps import forward_with_taps
 from srdistill.training import checkpointing, deployed
+from srdistill.training.balance import LossBalance
 from srdistill.training.ema import ExponentialMovingAverage
 from srdistill.training.grad_share import GradShareProbe
 from srdistill.training.nonfinite import NonFiniteGuard, check_finite_lr, skip_decision
@@ -60,6 +58,7 @@ class DistillationModule(LightningModule):
         max_nonfinite_steps: int | None = 5,
         d_eval_in_generator_step: bool = False,
         grad_share_every: int | None = None,
+        balance: dict | None = None,
         val_self_ensemble: bool = False,
         teacher_autocast: str | None = None,
     ) -> None:
@@ -81,6 +80,7 @@ class DistillationModule(LightningModule):
         self.teacher_identity, self.val_sets = teacher_identity or {}, list(val_sets)
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self.grad_share = GradShareProbe(grad_share_every, loss)
+        self.balance = LossBalance(balance, loss)
         # the deployed network's metrics, and the network as trained's when the two differ
         differ = deployed.deploys_differently(student, average_weight)
         self.val_metrics = deployed.validation_metrics(self.val_sets, scale)
@@ -189,6 +189,7 @@ class DistillationModule(LightningModule):
             total, terms = self.loss(ctx, names)
         params = [p for p in self.student.parameters() if p.requires_grad]
         self.grad_share.record(self.global_step, terms, params, self.loggers)
+        self.balance.record(self.global_step, terms, params, self)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
         skipped, bad = skip_decision(self.trainer, opt, {**terms, "total": total})
@@ -246,4 +247,4 @@ class DistillationModule(LightningModule):
         checkpoint.update(checkpointing.run_records(self))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        checkpointing.restore_run_records(checkpoint)
+        checkpointing.restore_run_records(self, checkpoint)

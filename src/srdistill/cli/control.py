@@ -43,11 +43,26 @@ def control_config(cfg: DictConfig, loss: WeightedLoss) -> DictConfig | None:
     with open_dict(control):
         for name in dropped:
             control.loss.terms[name].weight = 0.0
+        _balance_what_remains(control, dropped, len(loss.terms) - len(dropped))
         control.run_dir = f"{cfg.run_dir}/{CONTROL_FOLDER}"
         control.compare_without_teacher = False
         if control.get("logger"):
             control.logger = [c for c in control.logger if "wandb" not in str(c.get("_target_"))]
     return control
+
+
+def _balance_what_remains(control: DictConfig, dropped: list[str], remaining: int) -> None:
+    """``module.balance`` in the control applies to the terms it keeps (the adversarial term
+    against the ground truth); off when only ``rec`` is left."""
+    target = control.module.get("balance", {}).get("target")
+    if target is None:
+        return
+    if isinstance(target, DictConfig):
+        for name in dropped:
+            target.pop(name, None)
+        remaining = len(target) + 1
+    if remaining <= 1:
+        control.module.balance.target = None
 
 
 def build_control(cfg: DictConfig, module) -> tuple[DictConfig, object] | tuple[None, None]:

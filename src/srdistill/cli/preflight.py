@@ -19,7 +19,7 @@ from srdistill.cli.common import (
 from srdistill.cli.stages import run_dir, stage_configs, teacher_cache_callbacks
 from srdistill.losses.combine import WeightedLoss
 from srdistill.outputs import ensure_writable_dir
-from srdistill.training import grad_share, perf, wandb_run
+from srdistill.training import balance, grad_share, perf, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -117,5 +117,6 @@ def preflight(cfg: DictConfig) -> tuple[list[DictConfig], WeightedLoss]:
     loss = build_loss(cfg.loss)
     check_batch_fits_loss(cfg, stages, loss)
     grad_share.check_grad_share_every(cfg.module.get("grad_share_every"), loss)
+    balance.check_balance_option(cfg.module.get("balance"), loss, cfg.trainer.get("max_steps"))
     check_teacher_cache(cfg, loss)
     return stages, loss

@@ -150,6 +150,10 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
     student = module.export_student()
     results["params"] = count_parameters(student)
     results["flops_g"] = deployed_flops_g(student)
+    # the weights each term trained at (after balancing, when on): what the report prints
+    results["weights"] = dict(module.loss.weights)
+    if module.balance.targets:
+        results["balance"] = module.balance.summary()
     if module.hparams.get("grad_share_every"):
         every = module.hparams.grad_share_every
         results["grad_share"] = grad_share.summarize(every, module.grad_share.history)

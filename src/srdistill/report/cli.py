@@ -60,6 +60,7 @@ from srdistill.report.figure import QUANTITIES, tradeoff_figures
 from srdistill.report.paper import paper_numbers, paper_table
 from srdistill.report.summary import final_table_summary, grad_share_summary, summarize
 from srdistill.report.tables import csv_text, latex, markdown, paper_records
+from srdistill.report.weights import by_method, weights_section
 
 
 def _digits(text: str) -> int:
@@ -106,7 +107,13 @@ def paper_files(records, name: str, table: dict, digits: int, runs: list[Run], b
     """Every file of --out by name, rendered in memory (text or PNG bytes)."""
     notes = blanks.footnotes()
     files = {
-        "report.md": markdown(records, name, table, digits, notes) + "\n",
+        "report.md": "\n".join(
+            [
+                markdown(records, name, table, digits, notes),
+                *weights_section(by_method(runs), "method"),
+            ]
+        )
+        + "\n",
         "report.tex": latex(records, table, digits, notes),
         "report.csv": csv_text(records),
     }
@@ -156,7 +163,8 @@ def paper_report(runs: list[Run], args: argparse.Namespace) -> str:
     if not records:
         raise ReportError("no benchmark is scored in any run (val/<Set>/psnr_y in results.json)")
     if args.out is None:
-        return markdown(records, name, table, digits, blanks.footnotes())
+        text = markdown(records, name, table, digits, blanks.footnotes())
+        return "\n".join([text, *weights_section(by_method(runs), "method")])
     ensure_writable_dir(args.out, "--out")
     refuse_folders_in_the_way(args.out)
     files = paper_files(records, name, table, digits, runs, blanks)

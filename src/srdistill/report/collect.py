@@ -71,6 +71,16 @@ def _grad_share_ok(record) -> bool:
     return isinstance(history, list) and all(_numbers(entry) for entry in history)
 
 
+def _balance_ok(record) -> bool:
+    if record is None:
+        return True
+    if not isinstance(record, dict):
+        return False
+    target, weights = record.get("target"), record.get("weights")
+    target_ok = _numbers(target) or (_number_or_null(target) and target is not None)
+    return target_ok and _whole(record.get("steps")) and (weights is None or _numbers(weights))
+
+
 def _problem(result) -> str | None:
     """What makes ``result`` something train.py does not write, or None."""
     if not isinstance(result, dict):
@@ -84,6 +94,9 @@ def _problem(result) -> str | None:
          "{set: {psnr, ssim}}"),
         (_grad_share_ok(result.get("grad_share", {})), "'grad_share' must hold a 'history' "
          "list of {name: number}"),
+        (_numbers(result.get("weights", {})), "'weights' must map term names to numbers"),
+        (_balance_ok(result.get("balance")), "'balance' must hold 'target' (a number or a map "
+         "of numbers), 'steps' (a whole number) and 'weights' (a map of numbers or null)"),
         (_number_or_null(result.get("params")), "'params' must be a number or null"),
         (_number_or_null(result.get("flops_g")), "'flops_g' must be a number or null"),
     )  # fmt: skip

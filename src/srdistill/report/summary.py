@@ -8,6 +8,7 @@ from collections import defaultdict
 from srdistill.report.cells import Blanks, mean_std
 from srdistill.report.collect import ReportError, Run, metric_key, scored_benchmarks
 from srdistill.report.escape import markdown_cell, markdown_row, markdown_rule
+from srdistill.report.weights import weights_section
 
 BENCHMARK_ORDER = ["Set5", "Set14", "B100", "Urban100", "Manga109"]
 METRICS = ("psnr", "ssim")
@@ -121,7 +122,7 @@ def summarize(
         lines += gain_rows(grouped, sets, baseline, blanks, digits)
     if versus is not None:
         lines += paired_rows(runs, group, versus, sets, blanks, digits)
-    return with_footnotes(lines, blanks)
+    return "\n".join([with_footnotes(lines, blanks), *weights_section(grouped, group)])
 
 
 def _final_tables(runs: list[Run]) -> list[Run]:

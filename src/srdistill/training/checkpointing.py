@@ -140,9 +140,13 @@ def run_records(module) -> dict:
     }
     if module.pretrained_student is not None:
         records["pretrained_student"] = dict(module.pretrained_student)
+    if module.balance.targets:
+        records["balance"] = module.balance.state()
     return records
 
 
-def restore_run_records(checkpoint: dict) -> None:
+def restore_run_records(module, checkpoint: dict) -> None:
     if "rng_states" in checkpoint:
         restore_rng_state(checkpoint["rng_states"])
+    if "balance" in checkpoint:
+        module.balance.restore(checkpoint["balance"])

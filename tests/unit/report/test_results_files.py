@@ -109,6 +109,10 @@ DEEP = b'{"val": {}, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         (b'{"val": {}, "tags": {"table": {"x": 1}}}', "'tags' must be an object"),
         (b'{"val": {}, "comparison": {"student": {"Set5": 30}}}', "'comparison'"),
         (b'{"val": {}, "grad_share": {"history": [{"c/ratio": "x"}]}}', "'grad_share'"),
+        (b'{"val": {}, "weights": {"rec": "1"}}', "'weights' must map"),
+        (b'{"val": {}, "balance": {"target": "1", "steps": 2, "weights": null}}', "'balance'"),
+        (b'{"val": {}, "balance": {"target": 1, "steps": -2, "weights": null}}', "'balance'"),
+        (b'{"val": {}, "balance": {"target": 1, "steps": 2, "weights": [1]}}', "'balance'"),
     ],
 )
 def test_a_file_train_py_cannot_write_is_refused_in_one_line_naming_it(tmp_path, content, needle):

@@ -1,0 +1,153 @@
+"""module.balance: weights from measured gradient shares, set once, after N steps."""
+
+import functools
+import math
+import statistics
+
+import pytest
+import torch
+
+from srdistill.losses.combine import WeightedLoss
+from srdistill.losses.pixel import ReconstructionLoss, ResponseKDLoss
+from srdistill.models.backbones.edsr import EDSR
+from srdistill.module import DistillationModule
+from srdistill.training.balance import (
+    LossBalance,
+    balance_steps,
+    balance_targets,
+    check_balance_option,
+)
+from srdistill.training.grad_share import grad_shares
+from tests.unit.test_module import RandomPairs, fit
+
+
+def _loss(resp=0.5, rec=3.0, groups=None):
+    terms = {
+        "rec": {"weight": rec, "loss": ReconstructionLoss()},
+        "resp": {"weight": resp, "loss": ResponseKDLoss()},
+    }
+    return WeightedLoss(terms, step_groups=groups)
+
+
+def _module(loss, balance=None):
+    torch.manual_seed(0)
+    return DistillationModule(
+        EDSR(scale=2, num_feat=8, num_block=1),
+        loss,
+        functools.partial(torch.optim.Adam, lr=1e-3),
+        teacher=EDSR(scale=2, num_feat=12, num_block=1),
+        val_sets=[],
+        scale=2,
+        balance=balance,
+    )
+
+
+def test_a_number_targets_every_term_but_rec_and_a_map_only_its_terms():
+    loss = _loss()
+    assert balance_targets(2, loss) == {"resp": 2.0}
+    assert balance_targets({"resp": 0.5}, loss) == {"resp": 0.5}
+    assert balance_targets(None, loss) == {}
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (0, "positive"),
+        (-1.0, "positive"),
+        (math.nan, "positive"),
+        (math.inf, "positive"),
+        (True, "positive"),
+        ("1", "positive"),
+        ({"resp": 0}, r"target\.resp must be a positive"),
+        ({"sa": 1.0}, r"names \['sa'\]"),
+        ({"rec": 1.0}, r"names \['rec'\]"),
+    ],
+)
+def test_bad_targets_are_one_line(target, message):
+    with pytest.raises(ValueError, match=message):
+        balance_targets(target, _loss())
+
+
+def test_a_loss_without_rec_or_without_other_terms_is_refused():
+    only_resp = WeightedLoss({"resp": {"weight": 1.0, "loss": ResponseKDLoss()}})
+    with pytest.raises(ValueError, match="reconstruction term 'rec'"):
+        balance_targets(1.0, only_resp)
+    only_rec = WeightedLoss({"rec": {"weight": 1.0, "loss": ReconstructionLoss()}})
+    with pytest.raises(ValueError, match="no term besides 'rec'"):
+        balance_targets(1.0, only_rec)
+
+
+def test_a_term_in_another_optimizer_step_is_refused():
+    loss = _loss(groups=[["rec"], ["resp"]])
+    with pytest.raises(ValueError, match=r"resp is minimised in another optimizer step.*map"):
+        balance_targets(1.0, loss)
+
+
+@pytest.mark.parametrize(("steps", "max_steps"), [(0, 10), (2.5, 10), (True, 10), (10, 10)])
+def test_steps_must_leave_steps_to_train(steps, max_steps):
+    with pytest.raises(ValueError, match=r"module\.balance\.steps"):
+        balance_steps(steps, max_steps)
+    assert balance_steps(9, 10) == 9 and balance_steps(3, -1) == 3  # -1: no step limit
+    check_balance_option({"target": None, "steps": 0}, _loss(), 10)  # off: nothing checked
+
+
+def test_calibration_steps_train_exactly_as_reconstruction_alone():
+    balanced = _module(_loss(), {"target": 1.0, "steps": 3})
+    assert balanced.loss.weights == {"rec": 3.0, "resp": 0.0}
+    plain = _module(WeightedLoss({"rec": {"weight": 3.0, "loss": ReconstructionLoss()}}))
+    for module in (balanced, plain):
+        torch.manual_seed(5)
+        fit(module, steps=3)
+    pairs = zip(balanced.student.parameters(), plain.student.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert len(balanced.balance.ratios["resp"]) == 3
+
+
+def test_the_weight_is_target_over_the_median_share_measured_at_weight_one():
+    module = _module(_loss(), {"target": 0.25, "steps": 3})
+    # the first step's share, computed by hand on the first batch with the initial weights
+    batch = next(iter(torch.utils.data.DataLoader(RandomPairs(), batch_size=2)))
+    student = EDSR(scale=2, num_feat=8, num_block=1)
+    student.load_state_dict(module.student.state_dict())
+    sr_s, sr_t = student(batch["lq"]), module.teacher(batch["lq"]).detach()
+    rec = 3.0 * (sr_s - batch["gt"]).abs().mean()
+    resp = (sr_s - sr_t).abs().mean()
+    by_hand = grad_shares({"rec": rec, "resp": resp}, list(student.parameters()))["resp/ratio"]
+    fit(module, steps=5)
+    ratios = module.balance.ratios["resp"]
+    assert ratios[0] == pytest.approx(by_hand, rel=1e-6)
+    expected = 0.25 / statistics.median(ratios)
+    assert module.balance.weights == {"resp": pytest.approx(expected, rel=1e-12)}
+    assert module.loss.weights["resp"] == module.balance.weights["resp"]
+    summary = module.balance.summary()
+    assert summary["configured"] == {"resp": 0.5} and summary["steps"] == 3
+    assert summary["measured_ratio_at_weight_1"]["resp"] == statistics.median(ratios)
+
+
+def test_a_resumed_run_keeps_its_balanced_weights_and_refuses_foreign_records():
+    loss = _loss()
+    balance = LossBalance({"target": 1.0, "steps": 2}, loss)
+    balance.restore({"ratios": {"resp": [0.5, 0.25]}, "weights": {"resp": 4.0}})
+    assert loss.weights["resp"] == 4.0 and not balance.calibrating
+    mid = LossBalance({"target": 1.0, "steps": 2}, _loss())
+    mid.restore({"ratios": {"resp": [0.5]}, "weights": None})
+    assert mid.calibrating and mid.ratios == {"resp": [0.5]}
+    for bad in (
+        {"ratios": {"sa": [1.0]}, "weights": None},
+        {"ratios": {"resp": ["os.system"]}, "weights": None},
+        {"ratios": {"resp": [1.0]}, "weights": {"resp": math.nan}},
+    ):
+        with pytest.raises(ValueError, match="balance"):
+            LossBalance({"target": 1.0, "steps": 2}, _loss()).restore(bad)
+
+
+def test_balance_state_travels_in_the_run_checkpoint(tmp_path):
+    module = _module(_loss(), {"target": 1.0, "steps": 2})
+    trainer = fit(module, steps=3)
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    record = torch.load(path, weights_only=True)["balance"]
+    assert record["weights"] == module.balance.weights
+    fresh = _module(_loss(), {"target": 1.0, "steps": 2})
+    fresh.on_load_checkpoint(torch.load(path, weights_only=True))
+    assert fresh.loss.weights["resp"] == module.loss.weights["resp"]
