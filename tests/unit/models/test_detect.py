@@ -16,6 +16,7 @@ from srdistill.models.registry import MODELS, BuildRecordError, build_from_recor
 
 # the conf/model networks at their configured size (cheap ones): name and numbers must come back
 AT_CONF_SIZE = [
+    ("span_ch16", 4, "span_ch16"),
     ("span_ch26", 4, "span_ch26"),
     ("span_ch28", 2, "span_ch28"),
     ("span_ch48", 3, "span_ch48"),

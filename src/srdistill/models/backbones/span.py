@@ -167,6 +167,12 @@ class SPAN(TappableBackbone):
         return self
 
 
+def span_ch16(scale: int = 4, **kwargs) -> SPAN:
+    """A narrower SPAN, 16 channels (no released weights): the same-family student of
+    docs/RESULTS.md's SPAN ch28 -> ch16 table, about a third of ch28's parameters."""
+    return SPAN(scale=scale, feature_channels=16, **kwargs)
+
+
 def span_ch26(scale: int = 4, **kwargs) -> SPAN:
     """SPAN-Tiny (NTIRE 2024 ESR), 26 channels: 130,828 parameters at x4 (inference form)."""
     return SPAN(scale=scale, feature_channels=26, **kwargs)
@@ -211,11 +217,12 @@ ARGUMENTS = {
 }
 # the inference form, as the released checkpoints (``false``: the training form)
 INFERENCE_FORM = {"reparameterized": True}
-VARIANT_BY_WIDTH = {26: "span_ch26", 28: "span_ch28", 48: "span_ch48", 52: "span_ch52"}
+VARIANT_BY_WIDTH = {16: "span_ch16", 26: "span_ch26", 28: "span_ch28", 48: "span_ch48", 52: "span_ch52"}
 FAMILY = Family(
     name="span",
     read_shapes=read_shapes,
     variants=(
+        Variant("span_ch16", span_ch16, ARGUMENTS, INFERENCE_FORM),
         Variant("span_ch26", span_ch26, ARGUMENTS, INFERENCE_FORM),
         Variant("span_ch28", span_ch28, ARGUMENTS, INFERENCE_FORM),
         Variant("span_ch48", span_ch48, ARGUMENTS, INFERENCE_FORM),
