@@ -1,4 +1,5 @@
-"""MiPKD's mixture of priors: the mask's extremes, an identity mixer, a hand-computed value,
+"""MiPKD's mixture of priors: the mask's extremes, an identity mixer, hand-computed values, the
+feature normalisation (scale invariance, the block path at each network's own feature scale),
 where the gradients go (through the frozen teacher, never into it) and every backbone pair."""
 
 import pytest
@@ -79,17 +80,10 @@ def constant_decoders(loss, teacher_value, student_value):
         loss.dec_s[0][2].bias.fill_(student_value)
 
 
-@pytest.mark.parametrize(("route", "block"), [("teacher", 2.0), ("student", 1.5)])
-def test_by_hand(route, block):
-    # F_T = 4 with s = 2 -> target 2; D = 0.5 -> L_feat = L_ae = 1.5.
-    # teacher route: D * s = 1 at the tap, teacher out = 2 * 1 = 2, O_T = 0 -> L_block = 2;
-    # student route: D_S * s = 0.5, student out = 3 * 0.5 = 1.5 -> L_block = 1.5.
-    loss = MixtureOfPriorsLoss(
-        ["s"], ["t"], 1, 1, feature_scale=2.0, block_weight=0.1, force_route=route
-    )
-    constant_decoders(loss, 0.5, 0.25)
+def stub_context():
+    """F_T = 4 and O_T = 0 everywhere, F_S = 1; student out = 3 x tap, teacher out = 2 x tap."""
     lq = torch.full((1, 1, 2, 2), 4.0)
-    ctx = StepContext(
+    return StepContext(
         lq=lq,
         gt=lq,
         sr_s=lq,
@@ -99,12 +93,71 @@ def test_by_hand(route, block):
         student=Stub("s", 3.0),
         teacher=Stub("t", 2.0),
     )
-    total = loss(ctx)
+
+
+@pytest.mark.parametrize(("route", "block"), [("teacher", 2.0), ("student", 1.5)])
+def test_by_hand(route, block):
+    # pixel_range, s = 2 on both sides: F_T = 4 -> target 2; D = 0.5 -> L_feat = L_ae = 1.5.
+    # teacher route: D * s = 1 at the tap, teacher out = 2 * 1 = 2, O_T = 0 -> L_block = 2;
+    # student route: D_S * s = 0.5, student out = 3 * 0.5 = 1.5 -> L_block = 1.5.
+    loss = MixtureOfPriorsLoss(
+        ["s"],
+        ["t"],
+        1,
+        1,
+        feature_scale=2.0,
+        block_weight=0.1,
+        force_route=route,
+        feature_norm="pixel_range",
+    )
+    constant_decoders(loss, 0.5, 0.25)
+    total = loss(stub_context())
     assert loss.logged_values()["feat"].item() == pytest.approx(1.5)
     assert loss.logged_values()["ae"].item() == pytest.approx(1.5)
     assert loss.logged_values()["block"].item() == pytest.approx(block)
     assert total.item() == pytest.approx(3.0 + 0.1 * block)
     assert loss.last_block == (0, route)
+
+
+@pytest.mark.parametrize(("route", "block"), [("teacher", 4.0), ("student", 0.75)])
+def test_by_hand_rms(route, block):
+    # rms: s_T = RMS(F_T) = 4, s_S = RMS(F_S) = 1. D = 0.5 -> reconstruction 0.5 * 4 = 2, in
+    # feature_scale units |2 - 4| / 2 = 1 = L_feat = L_ae.
+    # teacher route: 2 at the tap, teacher out = 2 * 2 = 4, O_T = 0 -> L_block = 4;
+    # student route: D_S * s_S = 0.25, student out = 3 * 0.25 = 0.75 -> L_block = 0.75.
+    loss = MixtureOfPriorsLoss(
+        ["s"], ["t"], 1, 1, feature_scale=2.0, block_weight=0.1, force_route=route
+    )
+    constant_decoders(loss, 0.5, 0.25)
+    total = loss(stub_context())
+    assert loss.logged_values()["feat"].item() == pytest.approx(1.0)
+    assert loss.logged_values()["ae"].item() == pytest.approx(1.0)
+    assert loss.logged_values()["block"].item() == pytest.approx(block)
+    assert total.item() == pytest.approx(2.0 + 0.1 * block)
+
+
+@pytest.mark.parametrize(("scale_s", "scale_t"), [(1e3, 1.0), (1.0, 1e-3), (0.01, 50.0)])
+def test_rms_mixer_is_invariant_to_the_student_scale_and_equivariant_to_the_teacher(
+    scale_s, scale_t
+):
+    # The mixer reads unit-RMS features: scaling the student's features changes nothing,
+    # scaling the teacher's scales its reconstruction, so L_feat and L_ae (in the teacher's
+    # units) scale with it. Under pixel_range the biases break both.
+    torch.manual_seed(0)
+    loss = feature_only(feature_scale=255.0)
+    fs, ft = random_features()
+    torch.manual_seed(1)
+    loss(feature_context(fs, ft))
+    reference = {key: v.item() for key, v in loss.logged_values().items()}
+    torch.manual_seed(1)
+    loss(
+        feature_context(
+            {k: v * scale_s for k, v in fs.items()}, {k: v * scale_t for k, v in ft.items()}
+        )
+    )
+    for key in ("feat", "ae"):
+        expected = reference[key] * scale_t
+        assert loss.logged_values()[key].item() == pytest.approx(expected, rel=1e-4), key
 
 
 def network_pair(backbone="tiny", scale=2, **options):
@@ -216,6 +269,8 @@ def test_random_choices_follow_the_seed():
 
 
 def test_options_are_checked():
+    with pytest.raises(ValueError, match="feature_norm"):
+        feature_only(feature_norm="layer")
     with pytest.raises(ValueError, match="force_route"):
         feature_only(force_route="sideways")
     with pytest.raises(ValueError, match="force_tap"):
@@ -247,3 +302,71 @@ def test_runs_on_every_backbone_pair(backbone, scale):
             assert torch.isfinite(value) and loss.logged_values()["block"] > 0, (k, route)
     value.backward()
     assert all(p.grad is None for p in teacher.parameters())
+
+
+class GainNet(TappableBackbone):
+    """conv -> tap ``feat`` (x ``gain``) -> conv, output independent of ``gain``: a network
+    whose features live at the scale ``gain``; remembers the last replacement at its tap."""
+
+    tap_names = ("feat",)
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.gain = gain
+        self.conv_in = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv_out = torch.nn.Conv2d(8, 3, 3, padding=1)
+        self.replacement = None
+
+    def _forward(self, x, record):
+        return self.conv_out(record("feat", self.conv_in(x) * self.gain) / self.gain)
+
+    def forward_replacing(self, x, tap, feature):
+        self.replacement = feature
+        return super().forward_replacing(x, tap, feature)
+
+
+def rms(x):
+    return x.detach().pow(2).mean().sqrt().item()
+
+
+@pytest.mark.parametrize("route", ["teacher", "student"])
+def test_at_initialisation_the_block_path_enters_each_network_at_its_own_feature_scale(route):
+    # A pair of two families: the teacher's tap features ~1e4 times smaller than the student's
+    # (like the released SPAN's 0.1-0.5 beside an EDSR student's 20-40). The mixer reads
+    # unit-RMS features, so its default-initialised reconstruction is 0.06-0.1 x the RMS of the
+    # feature it replaces, on either route and at any gain (asserted: within [0.01, 1]); with
+    # one pixel range for both (the earlier form) the teacher got ~6000x its own features.
+    torch.manual_seed(0)
+    student, teacher = GainNet(100.0), GainNet(0.01).eval().requires_grad_(False)
+    lq = torch.rand(2, 3, 8, 8)
+    sr_s, feats_s = student.forward_intermediates(lq, ["feat"])
+    with torch.no_grad():
+        sr_t, feats_t = teacher.forward_intermediates(lq, ["feat"])
+    ctx = StepContext(
+        lq=lq,
+        gt=lq,
+        sr_s=sr_s,
+        sr_t=sr_t,
+        feats_s=feats_s,
+        feats_t=feats_t,
+        student=student,
+        teacher=teacher,
+    )
+    net, own = (teacher, feats_t) if route == "teacher" else (student, feats_s)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        loss = MixtureOfPriorsLoss(["feat"], ["feat"], 8, 8, feature_scale=255.0, force_route=route)
+        loss(ctx)
+        assert 0.01 < rms(net.replacement) / rms(own["feat"]) < 1.0, seed
+    torch.manual_seed(0)
+    old = MixtureOfPriorsLoss(
+        ["feat"],
+        ["feat"],
+        8,
+        8,
+        feature_scale=255.0,
+        force_route="teacher",
+        feature_norm="pixel_range",
+    )
+    old(ctx)
+    assert rms(teacher.replacement) / rms(feats_t["feat"]) > 10.0
