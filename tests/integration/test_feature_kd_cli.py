@@ -5,5 +5,6 @@ from tests.helpers.cli import assert_one_line_error, run_script
 
 
 def test_rkd_with_two_images_per_batch_is_one_line(tmp_path):
-    proc = run_script("train.py", "experiment=smoke", "loss=rkd", f"hydra.run.dir={tmp_path}")
+    args = ("experiment=smoke", "loss=rkd", "batch_size=2", f"hydra.run.dir={tmp_path}")
+    proc = run_script("train.py", *args)
     assert_one_line_error(proc, "batch_size=2", "at least 3")

@@ -1,0 +1,40 @@
+"""``python train.py experiment=smoke loss=X`` runs every ``conf/loss/*.yaml`` as it is: the smoke
+batch and patch are at least what each loss needs, and no larger than the most demanding one
+needs (the smoke run stays seconds long)."""
+
+import json
+
+import pytest
+
+from srdistill.cli.builders import build_loss
+from srdistill.cli.preflight import check_batch_fits_loss
+from tests.helpers.configs import CONF_DIR, compose_config
+from tests.helpers.training import train
+
+LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
+# DSCLoRA is a SPAN method: its terms tap SPAN's blocks by name, which the tiny EDSR pair lacks
+SPAN_PAIR = ["backbone=span", "teacher.require_ckpt=false"]
+
+
+def _pair(loss: str) -> list[str]:
+    return SPAN_PAIR if loss.startswith("dsclora") else []
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_the_smoke_batch_and_patch_fit_the_loss(loss):
+    cfg = compose_config("train", ["experiment=smoke", f"loss={loss}", *_pair(loss)])
+    check_batch_fits_loss(cfg, [cfg], build_loss(cfg.loss))  # the check a run starts with
+
+
+def test_the_smoke_batch_is_no_larger_than_csd_needs():
+    # CSD's negatives are LR images of the batch: the largest min_batch_size of any loss
+    cfg = compose_config("train", ["experiment=smoke", "loss=csd"])
+    assert cfg.batch_size == build_loss(cfg.loss).min_batch_size == 10
+
+
+@pytest.mark.slow  # every loss config trains one step in this process (~60 s on 2 cores)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains_a_smoke_step_as_it_is(tmp_path, loss):
+    options = ["trainer.max_steps=1", "+trainer.limit_val_batches=0", "final_table=false"]
+    train(tmp_path, f"loss={loss}", *options, *_pair(loss))
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 1
