@@ -24,6 +24,21 @@ def test_smoke_run_balances_every_term_and_records_it(tmp_path):
     assert float(rows[0]["train/balance/weight/cont"]) == pytest.approx(record["weights"]["cont"])
 
 
+def test_a_resume_must_keep_the_option_of_the_run_it_resumes(tmp_path):
+    first = tmp_path / "first"
+    train(first, "loss=kd", "module.balance.target=1", "module.balance.steps=2")
+    ckpt = first / "checkpoints" / "last.ckpt"
+    for overrides, words in (
+        (("module.balance.target=null",), ("ckpt_path", "module.balance", "now target=None")),
+        (("module.balance.target=0.5", "module.balance.steps=2"), ("ckpt_path", "same")),
+    ):
+        proc = run_script(
+            "train.py", "experiment=smoke", "loss=kd", "trainer.max_steps=6", *overrides,
+            f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'again'}",
+        )  # fmt: skip
+        assert_one_line_error(proc, *words)
+
+
 def test_an_unbalanced_run_records_its_configured_weights(smoke_run):
     run_dir, _ = smoke_run("loss=kd", "module.grad_share_every=2")
     results = json.loads((run_dir / "results.json").read_text())
@@ -39,6 +54,7 @@ def test_an_unbalanced_run_records_its_configured_weights(smoke_run):
         (("loss=kd", "loss.terms.rec.weight=0", "module.balance.target=1"), ("'rec'",)),
         (("loss=kd", "module.balance.target=1", "module.balance.steps=4"), ("max_steps=4",)),
         (("loss=dukd", "module.balance.target=1"), ("zoom_in", "loss.step_groups")),
+        (("loss=kd", "module.balance=1"), ("module.balance must be",)),
     ],
 )
 def test_bad_balance_options_are_one_line(tmp_path, overrides, words):

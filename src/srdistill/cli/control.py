@@ -54,7 +54,7 @@ def control_config(cfg: DictConfig, loss: WeightedLoss) -> DictConfig | None:
 def _balance_what_remains(control: DictConfig, dropped: list[str], remaining: int) -> None:
     """``module.balance`` in the control applies to the terms it keeps (the adversarial term
     against the ground truth); off when only ``rec`` is left."""
-    target = control.module.get("balance", {}).get("target")
+    target = (control.module.get("balance") or {}).get("target")
     if target is None:
         return
     if isinstance(target, DictConfig):

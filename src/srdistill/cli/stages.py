@@ -70,13 +70,15 @@ def stage_configs(cfg: DictConfig) -> list[DictConfig]:
     return stages
 
 
-def _checkpoint_step(path: str | None) -> int:
-    """The step a resumed run starts from; refuses files that are not plain tensors/containers
-    and weights files that are not a run's checkpoint."""
+def _checkpoint_step(path: str | None, module) -> int:
+    """The step a resumed run starts from; refuses files that are not plain tensors/containers,
+    weights files that are not a run's checkpoint, and a change of ``module.balance``."""
     if not path:
         return 0
     instead = f"to start from its weights use student.ckpt={path}"
-    step = read_run_checkpoint(path, "ckpt_path", instead)["global_step"]
+    checkpoint = read_run_checkpoint(path, "ckpt_path", instead)
+    module.balance.check_resume(checkpoint)
+    step = checkpoint["global_step"]
     if type(step) is not int or step < 0:
         raise CheckpointError(f"ckpt_path={path}: global_step is not a step count ({step!r:.40})")
     return step
@@ -91,7 +93,7 @@ def fit_stages(cfg: DictConfig, stages: list[DictConfig], module, first_dataset)
     wandb_run.log_run_config(
         loggers, OmegaConf.to_container(cfg, resolve=True), wandb_run.code_version()
     )
-    done = _checkpoint_step(ckpt_path)
+    done = _checkpoint_step(ckpt_path, module)
     for i, stage_cfg in enumerate(stages):
         if done >= stage_cfg.trainer.max_steps and i < len(stages) - 1:
             continue
@@ -154,6 +156,13 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
     results["weights"] = dict(module.loss.weights)
     if module.balance.targets:
         results["balance"] = module.balance.summary()
+        if module.balance.calibrating:
+            log.warning(
+                "module.balance: the run ended before %d measured steps; its balanced terms "
+                "(%s) trained at weight 0",
+                module.balance.steps,
+                ", ".join(module.balance.targets),
+            )
     if module.hparams.get("grad_share_every"):
         every = module.hparams.grad_share_every
         results["grad_share"] = grad_share.summarize(every, module.grad_share.history)

@@ -31,30 +31,35 @@ def _weights_cell(runs: list[Run]) -> str:
         values = [w[term] for w in recorded if isinstance(w.get(term), int | float)]
         if not values:
             continue
-        low, high = min(values), max(values)
-        spread = "" if low == high else f" ({_number(low)}..{_number(high)})"
+        low, high = _number(min(values)), _number(max(values))
+        spread = "" if low == high else f" ({low}..{high})"
         cells.append(f"{term} {_number(statistics.median(values))}{spread}")
     return ", ".join(cells)
 
 
 def _how(runs: list[Run]) -> str:
-    balances = [r["balance"] for _, r in runs if isinstance(r.get("balance"), dict)]
-    if not balances:
+    balanced = [r for _, r in runs if isinstance(r.get("balance"), dict)]
+    if not balanced:
         return "configured"
-    targets = {_target_text(b.get("target")) for b in balances}
-    steps = sorted({str(b.get("steps")) for b in balances})
-    unbalanced = len(runs) - len(balances)
-    text = f"balanced to {' / '.join(sorted(targets))} over {','.join(steps)} steps"
+    targets = {_target_text(r["balance"].get("target"), r.get("weights")) for r in balanced}
+    steps = sorted({r["balance"].get("steps") for r in balanced}, key=str)
+    text = f"balanced to {' / '.join(sorted(targets))} over {','.join(map(str, steps))} steps"
+    unfinished = sum(r["balance"].get("weights") is None for r in balanced)
+    if unfinished:
+        text += f"; calibration unfinished in {unfinished} run(s) (terms at weight 0)"
+    unbalanced = len(runs) - len(balanced)
     return text + (f"; {unbalanced} run(s) configured" if unbalanced else "")
 
 
-def _target_text(target) -> str:
+def _target_text(target, weights) -> str:
+    """``share X`` when every term but rec was balanced to X, else ``term X`` each."""
     if not isinstance(target, Mapping):
         return str(target)
     shares = {_number(v) for v in target.values() if isinstance(v, int | float)}
-    if len(shares) == 1:
+    others = {t for t in (weights if isinstance(weights, dict) else {}) if t != REFERENCE}
+    if len(shares) == 1 and others <= set(target):
         return f"share {shares.pop()}"
-    return " ".join(f"{k} {_number(v)}" for k, v in target.items())
+    return " ".join(f"{k} {_number(v)}" for k, v in target.items() if isinstance(v, int | float))
 
 
 def _after_balancing(result: dict) -> int:
@@ -69,7 +74,8 @@ def _shares_cell(runs: list[Run]) -> str:
         history = (result.get("grad_share") or {}).get("history", [])
         first = _after_balancing(result)
         for record in history:
-            if record.get("step", 0) < first:
+            step = record.get("step")
+            if not isinstance(step, int | float) or step < first:
                 continue
             for key, value in record.items():
                 if key.endswith("/ratio") and isinstance(value, int | float):
@@ -85,7 +91,11 @@ def weights_section(grouped: Mapping[str, list[Run]], group: str) -> list[str]:
     if not any("weights" in r or "grad_share" in r for _, r in runs):
         return []
     head = [group, "runs", "weights", "how", "median gradient share vs rec"]
-    lines = ["", "Weights each group trained at (median over its runs, range when they differ):"]
+    lines = [
+        "",
+        "Weights each group trained at (median over its runs, range when they differ) and each "
+        "term's median gradient share over the logged steps of its runs (after balancing):",
+    ]
     lines += ["", markdown_row(head), markdown_rule(len(head))]
     for name, members in grouped.items():
         cells = [_weights_cell(members), _how(members), _shares_cell(members)]

@@ -52,6 +52,8 @@ def balance_targets(target, loss: WeightedLoss) -> dict[str, float]:
         )
     others = [name for name in loss.weights if name != REFERENCE]
     if isinstance(target, Mapping):
+        if not target:
+            raise ValueError(f"{OPTION}.target is an empty map: name a term, e.g. {{resp: 1}}")
         targets = {str(k): _positive_finite(v, f"{OPTION}.target.{k}") for k, v in target.items()}
         unknown = [name for name in targets if name not in others]
         if unknown:
@@ -75,10 +77,12 @@ def _check_same_step(targets: Mapping[str, float], loss: WeightedLoss) -> None:
     rec_group = next(group for group in loss.step_groups if REFERENCE in group)
     apart = [name for name in targets if name not in rec_group]
     if apart:
+        beside = [name for name in rec_group if name != REFERENCE]
+        example = f" (e.g. {{{beside[0]}: 1.0}})" if beside else ""
         raise ValueError(
             f"{OPTION}: {', '.join(apart)} is minimised in another optimizer step than "
             f"{REFERENCE!r} (loss.step_groups), so its gradient share cannot be measured against "
-            f"it; give {OPTION}.target as a map without it, e.g. {{{rec_group[-1]}: 1.0}}, "
+            f"it; give {OPTION}.target as a map without it{example}, "
             "or set loss.step_groups=null"
         )
 
@@ -95,9 +99,21 @@ def balance_steps(steps, max_steps: int | None = None) -> int:
     return steps
 
 
+def _option(option) -> Mapping:
+    if option is None:
+        return {}
+    if not isinstance(option, Mapping):
+        raise ValueError(
+            f"{OPTION} must be {{target, steps}} or null, got {option!r}; "
+            f"e.g. {OPTION}.target=1 {OPTION}.steps=20"
+        )
+    return option
+
+
 def check_balance_option(option, loss: WeightedLoss, max_steps: int | None) -> None:
     """Preflight: the whole option checked against the loss and the run's length."""
-    if option and option.get("target") is not None:
+    option = _option(option)
+    if option.get("target") is not None:
         balance_targets(option["target"], loss)
         balance_steps(option.get("steps"), max_steps)
 
@@ -107,13 +123,14 @@ class LossBalance:
     ``loss`` in place. Inert when ``option`` is None or its target is null."""
 
     def __init__(self, option: Mapping | None, loss: WeightedLoss) -> None:
-        option = option or {}
+        option = _option(option)
         self.loss = loss
         self.targets = balance_targets(option.get("target"), loss)
         self.steps = balance_steps(option.get("steps")) if self.targets else 0
         self.configured = {name: loss.weights[name] for name in self.targets}
         self.ratios: dict[str, list[float]] = {name: [] for name in self.targets}
         self.weights: dict[str, float] | None = None
+        self.medians: dict[str, float] = {}  # over processes under DDP: what set the weights
         for name in self.targets:
             loss.weights[name] = 0.0  # computed, measured, not yet trained on
 
@@ -129,9 +146,14 @@ class LossBalance:
             return
         terms = {REFERENCE: self.loss.weights[REFERENCE] * values[REFERENCE]}
         terms.update({name: values[name] for name in self.targets})
+        if not all(bool(torch.isfinite(v.detach()).all()) for v in terms.values()):
+            return  # a step the non-finite guard skips measures nothing either
         shares = grad_shares(terms, params)
-        for name in self.targets:
-            self.ratios[name].append(shares.get(f"{name}/ratio", 0.0))
+        ratios = {name: shares.get(f"{name}/ratio", 0.0) for name in self.targets}
+        if not all(math.isfinite(r) for r in ratios.values()):
+            return
+        for name, ratio in ratios.items():
+            self.ratios[name].append(ratio)
         if len(self.ratios[next(iter(self.targets))]) >= self.steps:
             self._finish(step, module)
 
@@ -140,7 +162,8 @@ class LossBalance:
         medians = torch.tensor(medians, dtype=torch.float64, device=module.device)
         medians = module.trainer.strategy.reduce(medians, reduce_op="mean")
         self.weights = {}
-        for name, median in zip(self.targets, medians.tolist(), strict=True):
+        self.medians = dict(zip(self.targets, medians.tolist(), strict=True))
+        for name, median in self.medians.items():
             if median > 0:
                 self.weights[name] = self.targets[name] / median
             else:
@@ -160,24 +183,30 @@ class LossBalance:
         """The ``balance`` record of results.json (None when balancing was off)."""
         if not self.targets:
             return None
-        medians = {n: statistics.median(r) for n, r in self.ratios.items() if r}
         return {
             "target": dict(self.targets),
             "steps": self.steps,
             "weights": dict(self.weights) if self.weights is not None else None,
             "configured": dict(self.configured),
-            "measured_ratio_at_weight_1": medians,
+            "measured_ratio_at_weight_1": dict(self.medians),
         }
 
     def state(self) -> dict:
-        """For run checkpoints: plain floats only."""
-        return {"ratios": {n: list(r) for n, r in self.ratios.items()}, "weights": self.weights}
+        """For run checkpoints: plain numbers only."""
+        return {
+            "target": dict(self.targets),
+            "steps": self.steps,
+            "ratios": {n: list(r) for n, r in self.ratios.items()},
+            "weights": self.weights,
+            "medians": dict(self.medians),
+        }
 
     def restore(self, state) -> None:
         """A resumed run continues the calibration, or trains at the weights it had found.
-        The record is checked: names must be this loss's balanced terms, values finite."""
-        if not self.targets or not isinstance(state, Mapping):
-            return
+        The record is checked: the same option, names this loss's balanced terms, values
+        finite; a run resumed with another option (or none) is refused, since its weights
+        would change mid-run."""
+        self.check_resume({"balance": state})
         ratios, weights = state.get("ratios"), state.get("weights")
         if not isinstance(ratios, Mapping) or set(ratios) != set(self.targets):
             raise ValueError(
@@ -191,6 +220,34 @@ class LossBalance:
                 raise ValueError("the checkpoint's balance weights do not match module.balance")
             self.weights = {n: _finite(weights[n], "weight") for n in self.targets}
             self.loss.weights.update(self.weights)
+            medians = state.get("medians") or {}
+            self.medians = {n: _finite(medians[n], "median") for n in medians if n in self.targets}
+
+    def check_resume(self, checkpoint: Mapping) -> None:
+        """Before a run resumes from ``checkpoint`` (a run checkpoint's contents): it was
+        written with the same option, or, without a balance record, balancing is off or the
+        checkpoint is at step 0."""
+        state = checkpoint.get("balance")
+        if state is None:
+            self.check_fresh_start(checkpoint)
+            return
+        if not isinstance(state, Mapping):
+            raise ValueError("the checkpoint's balance record is not a mapping")
+        if state.get("target") != self.targets or state.get("steps") != self.steps:
+            raise ValueError(
+                f"ckpt_path: the checkpoint was trained with {OPTION}.target="
+                f"{state.get('target')} and steps={state.get('steps')}; resume with the same "
+                f"{OPTION} (now target={self.targets or None}, steps={self.steps})"
+            )
+
+    def check_fresh_start(self, checkpoint: Mapping) -> None:
+        """A run resumed from a checkpoint of a run without balancing cannot calibrate on its
+        first steps any more."""
+        if self.targets and int(checkpoint.get("global_step", 0) or 0) > 0:
+            raise ValueError(
+                f"ckpt_path: the checkpoint was trained without {OPTION}, which measures the "
+                f"first {self.steps} steps of a run; resume without it, or start a new run"
+            )
 
 
 def _finite(value, what: str) -> float:

@@ -150,3 +150,5 @@ def restore_run_records(module, checkpoint: dict) -> None:
         restore_rng_state(checkpoint["rng_states"])
     if "balance" in checkpoint:
         module.balance.restore(checkpoint["balance"])
+    else:
+        module.balance.check_fresh_start(checkpoint)

@@ -34,8 +34,9 @@ OTHERS = "others"
 
 def weighted_terms(loss: WeightedLoss, values: Mapping[str, torch.Tensor]) -> dict:
     """``{name: weight * value}`` of the terms in ``values`` (one step group's, with
-    ``loss.step_groups``) that enter the total; logged sub-values are left out."""
-    return {name: w * values[name] for name, w in loss.weights.items() if name in values}
+    ``loss.step_groups``) that enter the total; logged sub-values are left out, and so are
+    terms at weight 0 (``module.balance`` measuring them: no share to report yet)."""
+    return {name: w * values[name] for name, w in loss.weights.items() if name in values and w}
 
 
 def _flat_gradient(value: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:

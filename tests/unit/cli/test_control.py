@@ -43,12 +43,18 @@ def test_mcad_keeps_its_adversarial_term_against_the_ground_truth(tmp_path):
         ("mcad", "0.5", 0.5),  # the adversarial term stays, balanced as in the distilled run
         ("mcad", "{resp:1,adv:0.2}", {"adv": 0.2}),
         ("mcad", "{cont:1}", None),
+        ("kd", "null", None),
     ],
 )
 def test_the_control_balances_the_terms_it_keeps(tmp_path, loss, target, expected):
     cfg = _cfg(tmp_path, f"loss={loss}", f"module.balance.target={target}")
     target = control_config(cfg, build_loss(cfg.loss)).module.balance.target
     assert (target if not hasattr(target, "items") else dict(target)) == expected
+
+
+def test_the_control_of_a_run_with_balancing_switched_off_entirely(tmp_path):
+    cfg = _cfg(tmp_path, "loss=kd", "module.balance=null")
+    assert control_config(cfg, build_loss(cfg.loss)).module.balance is None
 
 
 def test_the_control_logs_to_csv_but_not_into_the_distilled_runs_wandb_run(tmp_path):

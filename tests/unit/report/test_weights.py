@@ -59,3 +59,15 @@ def test_results_without_weights_keep_the_old_report(tmp_path):
     write_json(folder / "results.json", {"val": {"val/Set5/psnr_y": 30.0}, "steps": 1})
     proc = run_script("-m", "srdistill.report", str(tmp_path), "--group", "folder")
     assert proc.returncode == 0 and "Weights each group" not in proc.stdout
+
+
+def test_a_partial_map_and_an_unfinished_calibration_are_named(tmp_path):
+    balance = {"target": {"resp": 1.0}, "steps": 10, "weights": {"resp": 0.5}}
+    weights = {"rec": 3.0, "resp": 0.5, "cont": 0.05}
+    _run(tmp_path / "a", "mcad", 0, weights, balance)
+    unfinished = {"target": {"sa": 1.0}, "steps": 10, "weights": None}
+    _run(tmp_path / "b", "fakd", 0, {"rec": 1.0, "sa": 0.0}, unfinished)
+    proc = run_script("-m", "srdistill.report", str(tmp_path), "--group", "method")
+    rows = _rows(proc.stdout, "Weights each group trained at")
+    assert rows["mcad"][2] == "balanced to resp 1 over 10 steps"
+    assert "calibration unfinished in 1 run(s)" in rows["fakd"][2]

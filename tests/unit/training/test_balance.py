@@ -126,16 +126,18 @@ def test_the_weight_is_target_over_the_median_share_measured_at_weight_one():
 
 def test_a_resumed_run_keeps_its_balanced_weights_and_refuses_foreign_records():
     loss = _loss()
+    option = {"target": {"resp": 1.0}, "steps": 2}
     balance = LossBalance({"target": 1.0, "steps": 2}, loss)
-    balance.restore({"ratios": {"resp": [0.5, 0.25]}, "weights": {"resp": 4.0}})
+    balance.restore({**option, "ratios": {"resp": [0.5, 0.25]}, "weights": {"resp": 4.0}})
     assert loss.weights["resp"] == 4.0 and not balance.calibrating
     mid = LossBalance({"target": 1.0, "steps": 2}, _loss())
-    mid.restore({"ratios": {"resp": [0.5]}, "weights": None})
+    mid.restore({**option, "ratios": {"resp": [0.5]}, "weights": None})
     assert mid.calibrating and mid.ratios == {"resp": [0.5]}
     for bad in (
-        {"ratios": {"sa": [1.0]}, "weights": None},
-        {"ratios": {"resp": ["os.system"]}, "weights": None},
-        {"ratios": {"resp": [1.0]}, "weights": {"resp": math.nan}},
+        {**option, "ratios": {"sa": [1.0]}, "weights": None},
+        {**option, "ratios": {"resp": ["os.system"]}, "weights": None},
+        {**option, "ratios": {"resp": [1.0]}, "weights": {"resp": math.nan}},
+        ["not", "a", "mapping"],
     ):
         with pytest.raises(ValueError, match="balance"):
             LossBalance({"target": 1.0, "steps": 2}, _loss()).restore(bad)
@@ -151,3 +153,83 @@ def test_balance_state_travels_in_the_run_checkpoint(tmp_path):
     fresh = _module(_loss(), {"target": 1.0, "steps": 2})
     fresh.on_load_checkpoint(torch.load(path, weights_only=True))
     assert fresh.loss.weights["resp"] == module.loss.weights["resp"]
+
+
+class NaNOnSecondCall(torch.nn.Module):
+    """A term (the response L1) that is NaN on its second call: one bad step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls, self.inner = 0, ResponseKDLoss()
+        self.needs_teacher = True
+
+    def forward(self, ctx):
+        self.calls += 1
+        value = self.inner(ctx)
+        return value * float("nan") if self.calls == 2 else value
+
+
+def test_a_non_finite_step_measures_nothing():
+    terms = {
+        "rec": {"weight": 3.0, "loss": ReconstructionLoss()},
+        "resp": {"weight": 0.5, "loss": NaNOnSecondCall()},
+    }
+    module = _module(WeightedLoss(terms), {"target": 1.0, "steps": 2})
+    fit(module, steps=4)
+    ratios = module.balance.ratios["resp"]
+    assert len(ratios) == 2 and all(math.isfinite(r) and r > 0 for r in ratios)
+    assert module.balance.weights["resp"] == pytest.approx(1.0 / statistics.median(ratios))
+    assert all(math.isfinite(v) for v in module.balance.state()["ratios"]["resp"])
+
+
+def test_the_summary_holds_the_medians_the_weights_came_from():
+    module = _module(_loss(), {"target": 2.0, "steps": 2})
+    fit(module, steps=3)
+    measured = module.balance.summary()["measured_ratio_at_weight_1"]["resp"]
+    assert module.balance.weights["resp"] == pytest.approx(2.0 / measured, rel=1e-12)
+
+
+def test_a_resume_with_another_option_or_none_is_refused():
+    record = LossBalance({"target": 1.0, "steps": 2}, _loss()).state()
+    with pytest.raises(ValueError, match=r"ckpt_path:.*target=\{'resp': 1\.0\}.*same"):
+        LossBalance({"target": 0.5, "steps": 2}, _loss()).restore(record)
+    with pytest.raises(ValueError, match="steps=2"):
+        LossBalance({"target": 1.0, "steps": 3}, _loss()).restore(record)
+    with pytest.raises(ValueError, match="now target=None"):
+        LossBalance(None, _loss()).restore(record)
+    with pytest.raises(ValueError, match="trained without module.balance"):
+        LossBalance({"target": 1.0, "steps": 2}, _loss()).check_fresh_start({"global_step": 7})
+    LossBalance({"target": 1.0, "steps": 2}, _loss()).check_fresh_start({"global_step": 0})
+    LossBalance(None, _loss()).check_fresh_start({"global_step": 7})
+
+
+def test_the_option_itself_and_an_empty_map_are_one_line():
+    with pytest.raises(ValueError, match=r"module\.balance must be \{target, steps\} or null"):
+        check_balance_option(1, _loss(), 10)
+    with pytest.raises(ValueError, match="empty map"):
+        balance_targets({}, _loss())
+
+
+def test_the_step_group_hint_names_a_term_that_could_be_balanced():
+    loss = WeightedLoss(
+        {
+            "rec": {"weight": 1.0, "loss": ReconstructionLoss()},
+            "resp": {"weight": 1.0, "loss": ResponseKDLoss()},
+            "late": {"weight": 1.0, "loss": ResponseKDLoss()},
+        },
+        step_groups=[["rec", "resp"], ["late"]],
+    )
+    with pytest.raises(ValueError, match=r"late is minimised.*e\.g\. \{resp: 1\.0\}"):
+        balance_targets(1.0, loss)
+    alone = _loss(groups=[["rec"], ["resp"]])
+    with pytest.raises(ValueError) as err:
+        balance_targets(1.0, alone)
+    assert "e.g." not in str(err.value)
+
+
+def test_the_grad_share_probe_leaves_out_terms_still_being_measured():
+    module = _module(_loss(), {"target": 1.0, "steps": 2})
+    module.grad_share.every = 1
+    fit(module, steps=4)
+    steps_with_resp = [r["step"] for r in module.grad_share.history if "resp/ratio" in r]
+    assert steps_with_resp == [2, 3]

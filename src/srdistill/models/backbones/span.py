@@ -217,7 +217,13 @@ ARGUMENTS = {
 }
 # the inference form, as the released checkpoints (``false``: the training form)
 INFERENCE_FORM = {"reparameterized": True}
-VARIANT_BY_WIDTH = {16: "span_ch16", 26: "span_ch26", 28: "span_ch28", 48: "span_ch48", 52: "span_ch52"}
+VARIANT_BY_WIDTH = {
+    16: "span_ch16",
+    26: "span_ch26",
+    28: "span_ch28",
+    48: "span_ch48",
+    52: "span_ch52",
+}
 FAMILY = Family(
     name="span",
     read_shapes=read_shapes,
