@@ -39,6 +39,7 @@ def test_skip_mode_trains_on_the_good_images(tmp_path):
         f"data.root={data}",
         "data.on_bad_image=skip",
         "final_table=false",
+        "batch_size=2",  # the two good images make one batch
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
