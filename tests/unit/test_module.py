@@ -2,27 +2,17 @@
 
 import functools
 
-import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from srdistill.losses.adversarial import GeneratorAdversarialLoss
 from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.contrastive import MultiScaleContrastiveLoss
 from srdistill.losses.pixel import ReconstructionLoss, ResponseKDLoss
 from srdistill.models.backbones.edsr import EDSR
-from srdistill.models.discriminators import UNetDiscriminatorSN
 from srdistill.module import DistillationModule
-
-
-class RandomPairs(Dataset):
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        return {"lq": torch.rand(3, 8, 8, generator=g), "gt": torch.rand(3, 16, 16, generator=g)}
+from tests.helpers.tiny_module import RandomPairs as RandomPairs  # imported from here by others
+from tests.helpers.tiny_module import fit, tiny_module
 
 
 def make_module(order="g_then_d", ema=None, **module_kwargs):
@@ -37,35 +27,10 @@ def make_module(order="g_then_d", ema=None, **module_kwargs):
             "adv": {"weight": 0.01, "loss": GeneratorAdversarialLoss()},
         }
     )
-    adam = functools.partial(torch.optim.Adam, lr=1e-3)
-    return DistillationModule(
-        EDSR(scale=2, num_feat=8, num_block=1),
-        loss,
-        adam,
-        teacher=EDSR(scale=2, num_feat=12, num_block=1),
-        discriminator=UNetDiscriminatorSN(num_feat=8),
-        d_optimizer=adam,
-        step_order=order,
-        ema_decay=ema,
-        val_sets=[],
-        scale=2,
-        **module_kwargs,
+    # not reseeded: callers seed (the autouse fixture, or their own seed before each build)
+    return tiny_module(
+        loss, seed=None, adversarial=True, step_order=order, ema_decay=ema, **module_kwargs
     )
-
-
-def fit(module, steps=1, dataset=None, **trainer_kwargs):
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        **trainer_kwargs,
-    )
-    trainer.fit(module, DataLoader(dataset or RandomPairs(), batch_size=2))
-    return trainer
 
 
 def snapshot(module):

@@ -3,26 +3,14 @@ group's step; trainer.max_steps, the LR schedule and EMA still count iterations.
 
 import functools
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.dukd import ZoomInLoss, ZoomOutLoss
 from srdistill.losses.pixel import ReconstructionLoss, ResponseKDLoss
-from srdistill.models.backbones.edsr import EDSR
-from srdistill.module import DistillationModule
-
-
-class RandomPairs(Dataset):
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        return {"lq": torch.rand(3, 8, 8, generator=g), "gt": torch.rand(3, 16, 16, generator=g)}
+from tests.helpers.tiny_module import fit, tiny_module
 
 
 class Recording(nn.Module):
@@ -48,40 +36,13 @@ def dukd_loss(step_groups=(("rec", "resp"), ("zoom_in", "zoom_out"))):
     return WeightedLoss(terms, groups)
 
 
-def make_module(loss, **kwargs):
-    torch.manual_seed(0)
-    return DistillationModule(
-        EDSR(scale=2, num_feat=8, num_block=1),
-        loss,
-        functools.partial(torch.optim.Adam, lr=1e-3),
-        teacher=EDSR(scale=2, num_feat=12, num_block=1),
-        val_sets=[],
-        scale=2,
-        **kwargs,
-    )
-
-
-def fit(module, steps):
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, DataLoader(RandomPairs(), batch_size=2))
-    return trainer
-
-
 def adam_steps(trainer, module):
     return int(trainer.optimizers[0].state[module.student.conv_first.weight]["step"])
 
 
 @pytest.mark.parametrize(("groups", "per_iteration"), [("dukd", 2), (None, 1)])
 def test_one_optimizer_step_per_group_and_max_steps_counts_iterations(groups, per_iteration):
-    module = make_module(dukd_loss() if groups else dukd_loss(None))
+    module = tiny_module(dukd_loss() if groups else dukd_loss(None))
     scheduler = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
     module.scheduler_factory = scheduler
     calls = []
@@ -100,7 +61,7 @@ def test_a_later_group_sees_the_student_after_the_earlier_step():
         {"a": {"weight": 1.0, "loss": first}, "b": {"weight": 1.0, "loss": second}},
         [["a"], ["b"]],
     )
-    module = make_module(loss)
+    module = tiny_module(loss)
     fit(module, steps=1)
     (w_a, sr_a), (w_b, sr_b) = first.seen[0], second.seen[0]
     assert not torch.equal(w_a, w_b)  # step A moved the student before B was evaluated
@@ -109,7 +70,7 @@ def test_a_later_group_sees_the_student_after_the_earlier_step():
 
 
 def test_ema_updates_once_per_iteration():
-    module = make_module(dukd_loss(), ema_decay=0.5)
+    module = tiny_module(dukd_loss(), ema_decay=0.5)
     updates = []
     original = module.student_ema.update
     module.student_ema.update = lambda s: updates.append(1) or original(s)
@@ -118,7 +79,7 @@ def test_ema_updates_once_per_iteration():
 
 
 def test_upcycling_terms_cost_no_extra_student_forward_on_the_batch():
-    module = make_module(dukd_loss())
+    module = tiny_module(dukd_loss())
     sizes = []
     module.student.register_forward_hook(lambda _m, inputs, _o: sizes.append(inputs[0].shape))
     fit(module, steps=1)
@@ -128,6 +89,6 @@ def test_upcycling_terms_cost_no_extra_student_forward_on_the_batch():
 
 
 def test_gradients_never_reach_the_teacher():
-    module = make_module(dukd_loss())
+    module = tiny_module(dukd_loss())
     fit(module, steps=1)
     assert all(p.grad is None for p in module.teacher.parameters())

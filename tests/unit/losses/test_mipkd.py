@@ -172,11 +172,12 @@ def network_pair(backbone="tiny", scale=2, **options):
     return cfg, student, teacher, build_loss(cfg.loss).terms["mix"]
 
 
-def run_context(cfg, student, teacher, lq):
-    """What the module hands the loss: student taps with grad, teacher's under no_grad."""
-    sr_s, feats_s = student.forward_intermediates(lq, list(cfg.kd_taps.student))
+def run_context(taps, student, teacher, lq):
+    """What the module hands the loss: student taps with grad, teacher's under no_grad;
+    ``taps`` maps ``student`` and ``teacher`` to tap names (like ``cfg.kd_taps``)."""
+    sr_s, feats_s = student.forward_intermediates(lq, list(taps["student"]))
     with torch.no_grad():
-        sr_t, feats_t = teacher.forward_intermediates(lq, list(cfg.kd_taps.teacher))
+        sr_t, feats_t = teacher.forward_intermediates(lq, list(taps["teacher"]))
     return StepContext(
         lq=lq,
         gt=lq,
@@ -211,7 +212,7 @@ def test_identity_mixer_routed_to_the_teacher_reproduces_its_output(k):
     # tiny pair: teacher taps have 32 channels
     options = {"latent_channels": 64, "mask_prob": 1.0, "force_route": "teacher", "force_tap": k}
     cfg, student, teacher, loss = network_pair(**options)
-    ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
+    ctx = run_context(cfg.kd_taps, student, teacher, torch.rand(2, 3, 8, 8))
     loss(ctx)
     # a random mixer changes the teacher's output
     assert loss.logged_values()["block"].item() > 1e-3
@@ -229,7 +230,7 @@ def test_block_path_trains_the_mixer_and_student_through_the_frozen_teacher(rout
     # gradient through D^k (D_S^k) and the network layers after tap k
     options = {"mask_prob": 0.0, "feat_weight": 0.0, "ae_weight": 0.0, "force_route": route}
     cfg, student, teacher, loss = network_pair(**options, force_tap=0)
-    loss(run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))).backward()
+    loss(run_context(cfg.kd_taps, student, teacher, torch.rand(2, 3, 8, 8))).backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert student.conv_first.weight.grad.abs().sum() > 0
     decoder, unused = (loss.dec_t, loss.dec_s) if route == "teacher" else (loss.dec_s, loss.dec_t)
@@ -243,7 +244,7 @@ def test_block_path_trains_the_mixer_and_student_through_the_frozen_teacher(rout
 
 def test_every_module_and_the_student_get_gradients_and_the_teacher_none():
     cfg, student, teacher, loss = network_pair()
-    ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
+    ctx = run_context(cfg.kd_taps, student, teacher, torch.rand(2, 3, 8, 8))
     for seed in range(8):  # enough draws to take both routes and both taps
         torch.manual_seed(seed)
         loss(ctx).backward(retain_graph=True)
@@ -254,7 +255,7 @@ def test_every_module_and_the_student_get_gradients_and_the_teacher_none():
 
 def test_random_choices_follow_the_seed():
     cfg, student, teacher, loss = network_pair()
-    ctx = run_context(cfg, student, teacher, torch.rand(2, 3, 8, 8))
+    ctx = run_context(cfg.kd_taps, student, teacher, torch.rand(2, 3, 8, 8))
     draws = {}
     for seed in range(12):
         torch.manual_seed(seed)
@@ -288,7 +289,7 @@ def test_options_are_checked():
 )
 def test_runs_on_every_backbone_pair(backbone, scale):
     cfg, student, teacher, loss = network_pair(backbone, scale)
-    ctx = run_context(cfg, student, teacher, torch.rand(1, 3, 8, 8))
+    ctx = run_context(cfg.kd_taps, student, teacher, torch.rand(1, 3, 8, 8))
     assert [m[0].in_channels for m in loss.enc_s] == [cfg.kd_taps.student_channels] * len(
         loss.enc_s
     )
@@ -338,21 +339,9 @@ def test_at_initialisation_the_block_path_enters_each_network_at_its_own_feature
     # one pixel range for both (the earlier form) the teacher got ~6000x its own features.
     torch.manual_seed(0)
     student, teacher = GainNet(100.0), GainNet(0.01).eval().requires_grad_(False)
-    lq = torch.rand(2, 3, 8, 8)
-    sr_s, feats_s = student.forward_intermediates(lq, ["feat"])
-    with torch.no_grad():
-        sr_t, feats_t = teacher.forward_intermediates(lq, ["feat"])
-    ctx = StepContext(
-        lq=lq,
-        gt=lq,
-        sr_s=sr_s,
-        sr_t=sr_t,
-        feats_s=feats_s,
-        feats_t=feats_t,
-        student=student,
-        teacher=teacher,
-    )
-    net, own = (teacher, feats_t) if route == "teacher" else (student, feats_s)
+    taps = {"student": ["feat"], "teacher": ["feat"]}
+    ctx = run_context(taps, student, teacher, torch.rand(2, 3, 8, 8))
+    net, own = (teacher, ctx.feats_t) if route == "teacher" else (student, ctx.feats_s)
     for seed in range(3):
         torch.manual_seed(seed)
         loss = MixtureOfPriorsLoss(["feat"], ["feat"], 8, 8, feature_scale=255.0, force_route=route)
@@ -369,4 +358,4 @@ def test_at_initialisation_the_block_path_enters_each_network_at_its_own_feature
         feature_norm="pixel_range",
     )
     old(ctx)
-    assert rms(teacher.replacement) / rms(feats_t["feat"]) > 10.0
+    assert rms(teacher.replacement) / rms(ctx.feats_t["feat"]) > 10.0

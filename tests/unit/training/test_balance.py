@@ -1,6 +1,5 @@
 """module.balance: weights from measured gradient shares, set once, after N steps."""
 
-import functools
 import math
 import statistics
 
@@ -10,7 +9,6 @@ import torch
 from srdistill.losses.combine import WeightedLoss
 from srdistill.losses.pixel import ReconstructionLoss, ResponseKDLoss
 from srdistill.models.backbones.edsr import EDSR
-from srdistill.module import DistillationModule
 from srdistill.training.balance import (
     LossBalance,
     balance_steps,
@@ -18,7 +16,7 @@ from srdistill.training.balance import (
     check_balance_option,
 )
 from srdistill.training.grad_share import grad_shares
-from tests.unit.test_module import RandomPairs, fit
+from tests.helpers.tiny_module import RandomPairs, fit, tiny_module
 
 
 def _loss(resp=0.5, rec=3.0, groups=None):
@@ -27,19 +25,6 @@ def _loss(resp=0.5, rec=3.0, groups=None):
         "resp": {"weight": resp, "loss": ResponseKDLoss()},
     }
     return WeightedLoss(terms, step_groups=groups)
-
-
-def _module(loss, balance=None):
-    torch.manual_seed(0)
-    return DistillationModule(
-        EDSR(scale=2, num_feat=8, num_block=1),
-        loss,
-        functools.partial(torch.optim.Adam, lr=1e-3),
-        teacher=EDSR(scale=2, num_feat=12, num_block=1),
-        val_sets=[],
-        scale=2,
-        balance=balance,
-    )
 
 
 def test_a_number_targets_every_term_but_rec_and_a_map_only_its_terms():
@@ -92,9 +77,9 @@ def test_steps_must_leave_steps_to_train(steps, max_steps):
 
 
 def test_calibration_steps_train_exactly_as_reconstruction_alone():
-    balanced = _module(_loss(), {"target": 1.0, "steps": 3})
+    balanced = tiny_module(_loss(), balance={"target": 1.0, "steps": 3})
     assert balanced.loss.weights == {"rec": 3.0, "resp": 0.0}
-    plain = _module(WeightedLoss({"rec": {"weight": 3.0, "loss": ReconstructionLoss()}}))
+    plain = tiny_module(WeightedLoss({"rec": {"weight": 3.0, "loss": ReconstructionLoss()}}))
     for module in (balanced, plain):
         torch.manual_seed(5)
         fit(module, steps=3)
@@ -104,7 +89,7 @@ def test_calibration_steps_train_exactly_as_reconstruction_alone():
 
 
 def test_the_weight_is_target_over_the_median_share_measured_at_weight_one():
-    module = _module(_loss(), {"target": 0.25, "steps": 3})
+    module = tiny_module(_loss(), balance={"target": 0.25, "steps": 3})
     # the first step's share, computed by hand on the first batch with the initial weights
     batch = next(iter(torch.utils.data.DataLoader(RandomPairs(), batch_size=2)))
     student = EDSR(scale=2, num_feat=8, num_block=1)
@@ -144,13 +129,13 @@ def test_a_resumed_run_keeps_its_balanced_weights_and_refuses_foreign_records():
 
 
 def test_balance_state_travels_in_the_run_checkpoint(tmp_path):
-    module = _module(_loss(), {"target": 1.0, "steps": 2})
+    module = tiny_module(_loss(), balance={"target": 1.0, "steps": 2})
     trainer = fit(module, steps=3)
     path = tmp_path / "run.ckpt"
     trainer.save_checkpoint(path)
     record = torch.load(path, weights_only=True)["balance"]
     assert record["weights"] == module.balance.weights
-    fresh = _module(_loss(), {"target": 1.0, "steps": 2})
+    fresh = tiny_module(_loss(), balance={"target": 1.0, "steps": 2})
     fresh.on_load_checkpoint(torch.load(path, weights_only=True))
     assert fresh.loss.weights["resp"] == module.loss.weights["resp"]
 
@@ -174,7 +159,7 @@ def test_a_non_finite_step_measures_nothing():
         "rec": {"weight": 3.0, "loss": ReconstructionLoss()},
         "resp": {"weight": 0.5, "loss": NaNOnSecondCall()},
     }
-    module = _module(WeightedLoss(terms), {"target": 1.0, "steps": 2})
+    module = tiny_module(WeightedLoss(terms), balance={"target": 1.0, "steps": 2})
     fit(module, steps=4)
     ratios = module.balance.ratios["resp"]
     assert len(ratios) == 2 and all(math.isfinite(r) and r > 0 for r in ratios)
@@ -183,7 +168,7 @@ def test_a_non_finite_step_measures_nothing():
 
 
 def test_the_summary_holds_the_medians_the_weights_came_from():
-    module = _module(_loss(), {"target": 2.0, "steps": 2})
+    module = tiny_module(_loss(), balance={"target": 2.0, "steps": 2})
     fit(module, steps=3)
     measured = module.balance.summary()["measured_ratio_at_weight_1"]["resp"]
     assert module.balance.weights["resp"] == pytest.approx(2.0 / measured, rel=1e-12)
@@ -228,7 +213,7 @@ def test_the_step_group_hint_names_a_term_that_could_be_balanced():
 
 
 def test_the_grad_share_probe_leaves_out_terms_still_being_measured():
-    module = _module(_loss(), {"target": 1.0, "steps": 2})
+    module = tiny_module(_loss(), balance={"target": 1.0, "steps": 2})
     module.grad_share.every = 1
     fit(module, steps=4)
     steps_with_resp = [r["step"] for r in module.grad_share.history if "resp/ratio" in r]
