@@ -22,6 +22,7 @@ def test_smoke_run_writes_results_and_checkpoints(smoke_run, loss):
     assert results["steps"] == 4
     assert 5 < results["val"]["val/SampleVal/psnr_y"] < 40
     assert {"config_hash", "wall_time_s", "teacher"} <= set(results)
+    assert results["torch_threads"] == torch.get_num_threads()
     tags = {"table": None, "backbone": "tiny", "method": loss, "scale": 2, "seed": 0}
     assert results["tags"] == tags
     student = instantiate(compose_config("train", ["experiment=smoke"]).student.arch)

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -143,6 +144,9 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         "steps": trainer.global_step,
         "config_hash": config_hash(cfg),
         "wall_time_s": round(time.perf_counter() - start, 1),
+        # the thread count changes floating-point sums, hence the trained weights: arms of one
+        # comparison should share it (docs/runs/README.md)
+        "torch_threads": torch.get_num_threads(),
         "teacher": module.teacher_identity,
         "tags": run_tags(cfg),
         "code": wandb_run.code_version(),
