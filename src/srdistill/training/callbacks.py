@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from srdistill.outputs import write_atomic
+from srdistill.training.rng import rng_untouched
 from srdistill.training.steps import eval_mode
 from srdistill.training.strip_images import (
     Upscaler,
@@ -90,8 +91,11 @@ class SampleStrips(Callback):
         self.zoom = 1
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            with rng_untouched():  # a resumed run restored its generators before this hook
+                self.choose_rows(trainer, pl_module)
+
+    def choose_rows(self, trainer, pl_module) -> None:
         images = validation_images(trainer, self.images)
         if not images:
             log.warning("callbacks.samples: no validation images, so no sample strips")
@@ -111,7 +115,7 @@ class SampleStrips(Callback):
         if step >= trainer.max_steps > 0:
             return  # the last step's strip is the deployed student's, at the end of training
         student = pl_module.eval_student
-        with eval_mode(student, True):
+        with eval_mode(student, True), rng_untouched():
             upscaler = on_device(student, pl_module.device)
             self.write(trainer, upscaler, f"student, step {step}", f"step_{step:07d}.png")
 

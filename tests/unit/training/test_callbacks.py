@@ -138,3 +138,25 @@ def test_the_config_maps_to_the_constructor():
 def test_a_count_below_one_names_its_option(option):
     with pytest.raises(ValueError, match=rf"^callbacks\.samples\.{option} must be an integer"):
         SampleStrips(**{option: 0})
+
+
+class DrawsRandom(Brightness):
+    """A network whose forward draws from the global generator (as dropout would)."""
+
+    def forward(self, x):
+        torch.rand(1)
+        return super().forward(x)
+
+
+def test_strips_leave_the_runs_random_draws_as_they_were(tmp_path):
+    # a resumed run restores its generators before on_train_start: a strip that drew from them
+    # would make the resumed run differ from the uninterrupted one
+    trainer, module = fake_run(tmp_path, DrawsRandom(0.0))
+    module.eval_student = DrawsRandom(0.0)
+    callback = SampleStrips(every_n_steps=1)
+    before = torch.get_rng_state()
+    callback.on_train_start(trainer, module)
+    trainer.global_step = 1
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert (tmp_path / "samples" / "step_0000001.png").exists()
+    assert torch.equal(torch.get_rng_state(), before)
