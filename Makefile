@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test test-slow test-all test-gpu lint eval efficiency train demo bench notebooks
+.PHONY: install test test-slow test-all test-gpu lint eval efficiency train demo bench gpu-check \
+	notebooks
 
 install: $(VENV)/.installed
 
@@ -55,6 +56,12 @@ demo: install
 # the training-step benchmark (docs/BENCHMARKS.md): framework vs a plain loop, the teacher's share
 bench: install
 	$(PY) benchmarks/train_step.py --json outputs/bench/train_step.json $(ARGS)
+
+# one command for a CUDA GPU (docs/BENCHMARKS.md "GPU check"): the training step, bf16,
+# channels_last, compile and DDP, each timed and checked against float32; writes
+# outputs/gpu_check/gpu_check.json. ARGS: --device cpu (the same checks on tiny networks), --quick
+gpu-check: install
+	$(PY) benchmarks/gpu_check.py $(ARGS)
 
 # run the notebooks top to bottom on copies (outputs/notebooks/executed/); the files in git keep
 # no outputs. ARGS: notebook paths, --out DIR, --timeout SECONDS (per cell)

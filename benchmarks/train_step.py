@@ -28,7 +28,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning
@@ -96,8 +96,8 @@ class Models:
             model.to(args.device)
         self.teacher.requires_grad_(False)
 
-    def module(self, loss_name: str) -> DistillationModule:
-        """A fresh DistillationModule on copies of the initial weights."""
+    def module(self, loss_name: str, teacher_autocast: str | None = None) -> DistillationModule:
+        """A fresh DistillationModule on copies of the initial weights (the teacher shared)."""
         if loss_name == "scratch":
             loss = build_loss(OmegaConf.load(CONF_DIR / "loss" / "scratch.yaml"))
             discriminator = None
@@ -118,6 +118,7 @@ class Models:
             d_scheduler=self.factories["d_scheduler"],
             d_loss_scale=float(self.mcad_cfg.d_loss_scale),
             step_order=str(self.mcad_cfg.step_order),
+            teacher_autocast=teacher_autocast,
         )
 
     def plain(self) -> PlainMcadStep:
@@ -224,13 +225,23 @@ class StepTimer(Callback):
         self.ends.append(time.perf_counter())
 
 
-def fit(module: DistillationModule, batch: dict, steps: int, args, seed=None) -> list[float]:
-    """``Trainer.fit`` for ``steps`` steps; the time of every step but the first."""
+def fit(
+    module: DistillationModule,
+    batch: dict,
+    steps: int,
+    args,
+    seed=None,
+    precision: str = "32-true",
+    callbacks: Sequence[Callback] = (),
+) -> list[float]:
+    """``Trainer.fit`` for ``steps`` steps in ``precision``, with ``callbacks`` after the step
+    timer; the time of every step but the first."""
     timer = StepTimer(args.device, seed)
+    on_cuda = args.device.startswith("cuda")
     trainer = Trainer(
-        accelerator="gpu" if args.device.startswith("cuda") else "cpu",
-        devices=1,
-        precision="32-true",
+        accelerator="gpu" if on_cuda else "cpu",
+        devices=[torch.device(args.device).index or 0] if on_cuda else 1,  # cuda:N is GPU N
+        precision=precision,
         max_steps=steps,
         logger=False,
         enable_checkpointing=False,
@@ -238,7 +249,7 @@ def fit(module: DistillationModule, batch: dict, steps: int, args, seed=None) ->
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        callbacks=[timer],
+        callbacks=[timer, *callbacks],
         default_root_dir=args.root_dir,
     )
     trainer.fit(module, loader(batch, steps))
@@ -412,8 +423,9 @@ def print_report(result: dict) -> None:
         print(f"{target}: {'met' if met else 'NOT met'}")
 
 
-def parse_args(argv=None):
-    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
+def build_parser(description: str = __doc__.splitlines()[0]) -> OneLineErrorParser:
+    """This benchmark's options (benchmarks/gpu_check.py builds on them)."""
+    parser = OneLineErrorParser(description=description)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per arm and round")
@@ -433,7 +445,11 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check-steps", type=int, default=3, help="steps of the weight check")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser: OneLineErrorParser, args) -> None:
+    """One ``error:`` line and exit 2 for a count below 1 or a CUDA device that is not there."""
     counts = ("steps", "repeats", "batch", "patch", "scale", "teacher_width", "teacher_blocks")
     counts += ("student_width", "student_blocks", "check_steps")
     for name in counts:
@@ -443,6 +459,12 @@ def parse_args(argv=None):
         parser.error("--warmup must be at least 1 (a block's first step has no start time)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     return args
 
 

@@ -1,8 +1,8 @@
 """Writing the deployed network in a deployment format, and checking what was written.
 
-The network (rebuilt from a run checkpoint by ``srdistill.models.run_student`` or read from a
-weights file by ``srdistill.models.from_file``) is written as a plain state dict (``pth``;
-``safetensors``, which also names the architecture in its metadata), a self-contained
+The network (read by ``srdistill.models.load``: a run's deployed student, a weights file, a
+checkpoint spandrel recognises) is written as a plain state dict (``pth``; ``safetensors``,
+which also names srdistill's architectures in its metadata), a self-contained
 TorchScript file or an ONNX graph with dynamic height and width; each written file is loaded back
 and compared with the PyTorch network on a real photo before export reports success.
 """
@@ -22,9 +22,11 @@ from torch import nn
 
 from srdistill.models.detect import Architecture, to_metadata
 from srdistill.models.from_file import fresh_network
+from srdistill.models.spandrel_net import SpandrelNetwork
 from srdistill.outputs import write_atomic
 
 EXPORT_FORMATS = ("pth", "safetensors", "torchscript", "onnx")
+STATE_DICT_FORMATS = ("pth", "safetensors")
 FORMAT_ALIASES = {"slim": "pth"}  # the name of the plain state dict format before there were four
 ONNX_OPSET = 18
 # a quarter of an 8-bit step: differences below it never change a saved pixel by more than one
@@ -83,9 +85,12 @@ def write_state_dict(
     safetensors header also names ``architecture`` (plain strings) when given. ``verify`` checks
     the complete file before it replaces ``out``."""
     fmt = export_format(fmt)
-    if fmt not in ("pth", "safetensors"):
+    if fmt not in STATE_DICT_FORMATS:
         raise ValueError(f"format must be pth or safetensors, got {fmt!r}")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # a network read through spandrel: its architecture's own keys (``body.0.weight``), the ones
+    # spandrel and the architecture's project read back, not the wrapper's (``model.body.0...``)
+    weights = model.model if isinstance(model, SpandrelNetwork) else model
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.state_dict().items()}
     if fmt == "safetensors":
         from safetensors.torch import save
 
@@ -106,7 +111,7 @@ def write_export(
     was."""
     fmt = export_format(fmt)
     model = model.eval().cpu()
-    if fmt in ("pth", "safetensors"):
+    if fmt in STATE_DICT_FORMATS:
         return write_state_dict(model, out, fmt, architecture, verify)
     example = torch.rand(1, 3, 24, 20)  # another size than the check image: traced sizes show
     if fmt == "torchscript":
@@ -156,7 +161,7 @@ def run_exported(
     loaded into a fresh ``architecture`` network, or into ``reload(path)``'s for a network
     srdistill cannot build (the user's own code)."""
     fmt = export_format(fmt)
-    if fmt in ("pth", "safetensors"):
+    if fmt in STATE_DICT_FORMATS:
         network = reload(Path(path)) if reload else fresh_network(architecture, path)
         with torch.no_grad():
             return network.eval()(lq).numpy()

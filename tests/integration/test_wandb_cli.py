@@ -17,7 +17,7 @@ from tests.helpers.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.slow  # one smoke run with W&B (about 20 s on a laptop CPU)
 
-CAPTION = "LR | bicubic | teacher | student | HR"
+CAPTION = "LR (nearest) | bicubic | teacher | {} | HR"
 
 
 def build_wandb_run(root) -> None:
@@ -95,13 +95,16 @@ def test_gradient_shares_are_charted_on_the_step_axis(wandb_run):
 def test_sample_strip_lands_as_a_captioned_image_of_five_panels(wandb_run):
     run_dir, _, run = wandb_run
     strips = run.media("train/samples")
-    assert len(strips) == 2  # steps 2 and 4
+    assert [s["captions"] for s in strips] == [  # step 2, then the deployed student at step 4
+        [CAPTION.format("student, step 2")],
+        [CAPTION.format("deployed student, step 4")],
+    ]
     last = strips[-1]
-    assert last["captions"] == [CAPTION]
-    assert (last["width"], last["height"]) == (5 * 48, 48)  # 24-pixel LR patches, x2
+    # SampleVal's two photos, a 128-pixel square each shown x2: 5 panels of 256, 4-pixel gaps,
+    # a 24-pixel header
+    assert (last["width"], last["height"]) == (1296, 540)
     logged = Image.open(run.folder / "files" / last["filenames"][0])
-    assert logged.size == (240, 48)
-    on_disk = Image.open(run_dir / "samples" / "step_0000004.png")
+    on_disk = Image.open(run_dir / "samples" / "step_0000004_deployed.png")
     assert np.array_equal(np.asarray(logged.convert("RGB")), np.asarray(on_disk.convert("RGB")))
 
 

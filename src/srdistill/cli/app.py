@@ -1,7 +1,8 @@
 """Running a Hydra entry point: composition errors as one line, without loading torch first.
 
-The root scripts import this module only, and the job's own module inside the Hydra main function,
-so a mistyped option is reported in the time Hydra takes to compose (about a second).
+The root scripts and the installed commands (srdistill-train, -eval, -export) import this module
+only, and the job's own module inside the Hydra main function, so a mistyped option is reported
+in the time Hydra takes to compose (about a second).
 """
 
 from __future__ import annotations
@@ -131,22 +132,57 @@ def run_hydra_main(hydra_main: Callable[[], object]) -> None:
         sys.exit(2)
 
 
-def installed_command(config_name: str, job_module: str) -> None:
-    """An entry point as an installed console command: the repository's ``conf/<config_name>``
-    composed with the same ``key=value`` options, the job imported only once they compose."""
-    import hydra
+# the configs of an installed srdistill: the repository's conf/ shipped as this package
+CONFIG_PACKAGE = "srdistill.conf"
 
-    conf_dir = Path(__file__).resolve().parents[3] / "conf"
+
+def source_checkout_conf() -> Path | None:
+    """The ``conf/`` of the source checkout this module runs from (``<root>/src/srdistill``
+    beside ``<root>/conf``), or None for an installed copy."""
+    package = Path(__file__).resolve().parents[1]
+    conf = package.parents[1] / "conf"
+    return conf if package.parent.name == "src" and (conf / "train.yaml").is_file() else None
+
+
+def config_path() -> str:
+    """Where an installed command composes its config from (Hydra's ``config_path``).
+
+    A regular install reads the ``srdistill.conf`` package it ships. Code run from a source
+    checkout (an editable install, ``PYTHONPATH=src``) reads that checkout's ``conf/``: an
+    editable install's finder maps ``srdistill.conf`` to the same folder, but an editable install
+    made before conf/ became a package, or a checkout put in front of another install through
+    ``PYTHONPATH``, would not find it or would find another checkout's configs.
+    """
+    checkout_conf = source_checkout_conf()
+    return str(checkout_conf) if checkout_conf is not None else f"pkg://{CONFIG_PACKAGE}"
+
+
+def installed_command(config_name: str, job_module: str) -> None:
+    """A root script as an installed console command, usable from any folder: the same
+    ``conf/<config_name>``, ``key=value`` options and Hydra flags (``--config-dir``, ``-m``), the
+    job's module imported only once the options compose."""
+    import hydra
 
     def job(cfg):
         return importlib.import_module(job_module).main_from_cfg(cfg)
 
-    run_hydra_main(
-        hydra.main(config_path=str(conf_dir), config_name=config_name, version_base="1.3")(job)
-    )
+    # Hydra names the job after the task function's module: train, as for train.py (the run
+    # folder's train.log), not app
+    job.__module__ = job_module
+    main = hydra.main(config_path=config_path(), config_name=config_name, version_base="1.3")
+    run_hydra_main(main(job))
+
+
+def train_main() -> None:
+    """``srdistill-train``: ``train.py`` as an installed command."""
+    installed_command("train", "srdistill.cli.train")
+
+
+def eval_main() -> None:
+    """``srdistill-eval``: ``eval.py`` as an installed command."""
+    installed_command("eval", "srdistill.cli.eval")
 
 
 def export_main() -> None:
-    """``srdistill-export``: ``export.py`` as an installed command (a source checkout installed
-    with ``pip install -e .``, as the README's setup does, whose ``conf/`` it composes)."""
+    """``srdistill-export``: ``export.py`` as an installed command."""
     installed_command("export", "srdistill.cli.export")

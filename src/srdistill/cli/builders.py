@@ -15,6 +15,7 @@ from srdistill.models.registry import build_record_of
 from srdistill.module import DistillationModule
 from srdistill.training import perf
 from srdistill.training.perf import speed_callbacks
+from srdistill.training.text_progress import progress_callbacks
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -165,5 +166,9 @@ def build_trainer(cfg: DictConfig, loggers: list | bool | None = None, extra_cal
     if cfg.get("callbacks"):
         # callbacks.samples=null switches one off
         callbacks += [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    # output to a file: log lines in place of the progress bar (training/text_progress.py)
+    callbacks += progress_callbacks(
+        cfg.trainer.get("enable_progress_bar"), cfg.get("progress_every_n_steps")
+    )
     loggers = build_loggers(cfg) if loggers is None else loggers
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -16,7 +16,8 @@ from torch import nn
 
 from srdistill.cli.app import one_line
 from srdistill.models import zoo
-from srdistill.models.checkpoint import CheckpointError, load_weights
+from srdistill.models.checkpoint import CheckpointError
+from srdistill.models.load import SPANDREL, load_network
 from srdistill.models.spandrel_net import SpandrelModel
 
 # OSError: a read-only folder, a full disk, a missing permission (messages name the path)
@@ -34,32 +35,19 @@ def model_choice(group: str = "model") -> str:
 def build_model(
     model_cfg: DictConfig, ckpt: str | None, name: str, option: str = "ckpt", sha256=None
 ) -> nn.Module:
-    """Instantiate an architecture and, when given, load its weights (set by ``option``: a file
+    """Instantiate an architecture and, when given, load its weights through the one loader
+    (``srdistill.models.load``; set by ``option``: a file, a run checkpoint's deployed student
     or ``zoo:<name>``, fetched and verified, ``sha256`` pinning an entry that publishes none)."""
-    if ckpt:
-        ckpt = zoo.verified_file(ckpt, sha256, option)
     model = instantiate(model_cfg)
     if isinstance(model, SpandrelModel):  # the file names its architecture: read it once
         if not ckpt:
             raise ValueError(f"{option} is not set: {name} builds the network from its weights")
-        model = model.build(ckpt, option)
-    elif ckpt:
-        load_weights(model, ckpt, model_name=name, option=option)
-    if ckpt:
-        check_finite(model, f"{option}={ckpt} ({name})")
-    return model
-
-
-def check_finite(model: nn.Module, what: str) -> None:
-    """Refuse a network with NaN/inf weights (a diverged run) instead of scoring or shipping it."""
-    state = model.state_dict()
-    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
-    if bad:
-        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise ValueError(
-            f"{what} hold non-finite values (NaN/inf) in {len(bad)} tensor(s): "
-            f"{', '.join(bad[:3])}{more}; the run that made them diverged"
-        )
+        return load_network(ckpt, SPANDREL, model.scale, option=option, sha256=sha256).network
+    if not ckpt:
+        return model
+    training = model.training  # a student goes on training in the mode it was built in
+    loaded = load_network(ckpt, into=model, name=name, option=option, sha256=sha256)
+    return loaded.network.train(training)
 
 
 # torch re-raises an error from a data-loader worker with the worker's whole traceback as its

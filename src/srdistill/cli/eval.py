@@ -9,7 +9,6 @@ from torch import nn
 
 from srdistill.cli.common import (
     build_model,
-    check_finite,
     check_flags,
     check_scale,
     exit_on_user_error,
@@ -18,9 +17,8 @@ from srdistill.cli.common import (
 from srdistill.data.samples import VAL_SET, materialize_samples
 from srdistill.eval.benchmark import evaluate_benchmarks, format_table, resolve_sets
 from srdistill.eval.ensemble import SelfEnsemble
-from srdistill.models import zoo
 from srdistill.models.backbones.bicubic import Bicubic
-from srdistill.models.from_file import network_from_file
+from srdistill.models.load import load_network
 from srdistill.outputs import ensure_writable_file, write_json
 
 
@@ -34,18 +32,15 @@ def benchmark_root_and_sets(data_cfg: DictConfig) -> tuple[Path, list[str]]:
 
 def evaluated_network(cfg: DictConfig) -> tuple[nn.Module, str]:
     """``model=`` with its weights; without it, the network ``ckpt`` holds (a run checkpoint's
-    deployed student, an export, released weights: as ``srdistill-upscale`` reads them); with
-    neither, bicubic."""
+    deployed student, an export, released weights, a zoo entry, a checkpoint spandrel
+    recognises: as ``srdistill-upscale`` reads them); with neither, bicubic."""
     if cfg.get("model") is not None:
         name = model_choice()
         return build_model(cfg.model, cfg.ckpt, name, sha256=cfg.get("sha256")), name
     if not cfg.ckpt:
         return Bicubic(cfg.scale), "bicubic"
-    named = zoo.entry_for(cfg.ckpt, "ckpt").model if zoo.is_reference(cfg.ckpt) else None
-    path = zoo.verified_file(cfg.ckpt, cfg.get("sha256"), "ckpt")
-    network, arch = network_from_file(path, named, cfg.scale, option="ckpt")
-    check_finite(network, f"the network of ckpt={cfg.ckpt}")
-    return network, arch[0] if arch else "network"
+    loaded = load_network(cfg.ckpt, scale=cfg.scale, sha256=cfg.get("sha256"))
+    return loaded.network, loaded.name
 
 
 def run(cfg: DictConfig) -> dict:

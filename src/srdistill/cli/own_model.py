@@ -20,15 +20,11 @@ from torch import nn
 
 from srdistill.cli.common import check_scale, model_choice
 from srdistill.export_formats import Reload
-from srdistill.models.checkpoint import (
-    CheckpointError,
-    load_state_strictly,
-    read_checkpoint_file,
-    read_state_dict,
-)
+from srdistill.models.checkpoint import CheckpointError, read_checkpoint_file
 from srdistill.models.from_file import is_run_checkpoint
+from srdistill.models.load import load_network
 from srdistill.models.registry import MODELS
-from srdistill.models.run_student import BUILD_RECORD_KEY, deployed_student_into
+from srdistill.models.run_student import BUILD_RECORD_KEY
 
 
 def is_own_model(cfg: DictConfig) -> bool:
@@ -71,20 +67,17 @@ def own_network(cfg: DictConfig) -> tuple[nn.Module, int, Reload]:
     """The deployed student of ``cfg.ckpt`` in the network the ``model=`` config builds, its
     upscaling factor, and how a written state dict is loaded back (into a fresh network)."""
     raw = read_checkpoint_file(cfg.ckpt, "ckpt")
-    is_run = is_run_checkpoint(raw)
-    scale = own_scale(cfg, raw.get("hyper_parameters") if is_run else None)
-    del raw  # the loaders below read the file again, each as it needs it
+    scale = own_scale(cfg, raw.get("hyper_parameters") if is_run_checkpoint(raw) else None)
+    del raw  # the loader reads the file again, as it needs it
 
     def load(path, option: str) -> nn.Module:
-        state = read_state_dict(path, option)
+        # a run's student: adapters merged, averaged, in eval mode, as training's final evaluation
         network = instantiate_own(cfg, scale)
-        return load_state_strictly(network, state, f"{option}={path}", model_choice()).eval()
+        return load_network(
+            path, scale=scale, into=network, name=model_choice(), option=option, use_ema=cfg.use_ema
+        ).network
 
-    if is_run:  # adapters merged, averaged, in eval mode: as training's final evaluation
-        model = deployed_student_into(instantiate_own(cfg, scale), cfg.ckpt, cfg.use_ema, "ckpt")
-    else:
-        model = load(cfg.ckpt, "ckpt")
-    return model, scale, lambda written: load(written, "out")
+    return load(cfg.ckpt, "ckpt"), scale, lambda written: load(written, "out")
 
 
 def own_scale(cfg: DictConfig, hparams: object) -> int:

@@ -12,6 +12,7 @@ from srdistill.cli.builders import build_module
 from srdistill.cli.common import exit_on_user_error, model_choice
 from srdistill.cli.control import build_control
 from srdistill.cli.final_table import comparison_table, where_line
+from srdistill.cli.log_setup import one_copy_of_lightning_logs
 from srdistill.cli.preflight import preflight
 from srdistill.cli.stages import quiet_expected_warnings, run_dir, train_arm
 from srdistill.outputs import write_json
@@ -22,6 +23,7 @@ from srdistill.training.checkpointing import exit_terminated
 def run(cfg: DictConfig) -> dict:
     """Fit (and the control arm when asked), compare, write and return ``results.json``."""
     quiet_expected_warnings()
+    one_copy_of_lightning_logs()
     # seeded before the loss is built: its heads start from the seed like the networks
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stages, loss = preflight(cfg)

@@ -13,9 +13,11 @@ DESCRIPTION = """\
 Upscale images (files, or folders searched recursively) into OUT_DIR as lossless PNGs named
 like the inputs (photo.jpg -> OUT_DIR/photo.png; files found in a folder keep their sub-folders).
 
-The architecture is read from --ckpt where the file tells it: a train.py run checkpoint, an
-export of srdistill, the released SPAN files and the official EDSR / RCAN / SwinIR layouts.
-Give --model (a name of conf/model) for other files.
+--ckpt is a train.py run checkpoint, an export of srdistill, a weights file of one of
+srdistill's architectures (the released SPAN files, the official EDSR / RCAN / SwinIR layouts),
+zoo:<name> from the teacher zoo, or any super-resolution checkpoint spandrel recognises
+(pip install 'srdistill[spandrel]'). The architecture is read from the file; give --model (a
+name of conf/model, or spandrel) for a file that does not tell it.
 
 An output never replaces an input: an output path that is an input file (also through a
 symlink or a hard link) is refused before anything is written, and a folder search skips
@@ -47,8 +49,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files and folders")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="created if missing")
-    p.add_argument("--ckpt", help="weights: run checkpoint, export, released or official file")
-    p.add_argument("--model", help="architecture name (conf/model) when --ckpt does not tell it")
+    p.add_argument(
+        "--ckpt", help="weights: run checkpoint, export, released or official file, zoo:<name>"
+    )
+    p.add_argument(
+        "--model", help="architecture (a conf/model name, or spandrel) when --ckpt does not tell"
+    )
+    p.add_argument("--sha256", help="the SHA-256 you trust for --ckpt (a zoo entry without one)")
     p.add_argument("--scale", type=int, help="upscaling factor (default: read from --ckpt)")
     p.add_argument("--tile", type=int, help="LR tile size for large images (default: whole)")
     p.add_argument(
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     import torch
 
     from srdistill.eval.tiling import check_tiling
-    from srdistill.models.from_file import check_model_name
+    from srdistill.models.load import check_model_name
 
     check_model_name(args.model, "--model")
     if args.scale is not None and args.scale < 1:
@@ -107,7 +114,6 @@ def _device(name: str, torch):
 
 
 def _network(args):
-    from srdistill.cli.common import check_finite
     from srdistill.models.detect import config_args
     from srdistill.models.registry import build_from_record
 
@@ -117,11 +123,11 @@ def _network(args):
         return build_from_record("bicubic", config_args("bicubic", args.scale), None), (
             args.scale or 4
         )
-    from srdistill.models.from_file import network_from_file
+    from srdistill.models.load import load_network
 
-    model, arch = network_from_file(args.ckpt, args.model, args.scale, option="--ckpt")
-    check_finite(model, f"the weights of --ckpt {args.ckpt}")
-    return model, arch[1]["scale"] if arch else (args.scale or model.scale)
+    loaded = load_network(args.ckpt, args.model, args.scale, option="--ckpt", sha256=args.sha256)
+    print(f"network: {loaded.description}")
+    return loaded.network, loaded.scale
 
 
 def plan(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:

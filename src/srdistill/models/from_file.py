@@ -1,4 +1,5 @@
-"""One network from one file: a run checkpoint, an export, a released or official weights file.
+"""A network of srdistill's architectures from one file: a run checkpoint, an export, a
+released or official weights file (``srdistill.models.load`` is what entry points call).
 
 The architecture comes from the file where it can (see ``srdistill.models.detect``) or from a
 registry name the user gives; either way the network is built from checked plain values through
@@ -29,31 +30,26 @@ from srdistill.models.registry import MODELS, BuildRecordError, build_from_recor
 from srdistill.models.run_student import BUILD_RECORD_KEY, deployed_student_with_architecture
 
 
-def check_model_name(name: str | None, option: str = "model") -> None:
-    """A registry name (or None), refused in one line before anything is read."""
-    if name is not None and name not in MODELS:
-        raise ValueError(f"{option}={name} is not one of srdistill's models: {', '.join(MODELS)}")
-
-
 def is_run_checkpoint(raw: object) -> bool:
     return isinstance(raw, Mapping) and "state_dict" in raw and BUILD_RECORD_KEY in raw
 
 
-def network_from_file(
+def network_from_weights(
+    raw: object,
     path: str | Path,
     model: str | None = None,
     scale: int | None = None,
     option: str = "ckpt",
     use_ema: bool = True,
-) -> tuple[nn.Module, Architecture]:
-    """The network ``path`` holds, in eval mode, and its architecture ``(name, args)``.
+) -> tuple[nn.Module, Architecture | None] | None:
+    """The network of srdistill's that ``raw`` (read from ``path``) holds, in eval mode, and its
+    architecture ``(name, args)``; None when no ``model`` is given and the weights are of no
+    architecture srdistill implements.
 
     ``model``: a registry name for files that do not say (its ``conf/model`` arguments are used,
     sizes read from the weights where the name leaves them open); ``scale``: the factor expected
     (a file made for another one is refused).
     """
-    check_model_name(model, "--model" if option.startswith("--") else "model")
-    raw = read_checkpoint_file(path, option)
     if is_run_checkpoint(raw):
         network, arch = deployed_student_with_architecture(path, use_ema, option)
         if model is not None and arch is not None and model != arch[0]:
@@ -61,8 +57,10 @@ def network_from_file(
                 f"{option}={path} is a training run of {arch[0]}, not {model}; leave out the model"
             )
     else:
-        state = convert_official_keys(unwrap_state_dict(raw, path), path)
-        arch = _architecture(path, state, model, scale, option)
+        state = _converted(unwrap_state_dict(raw, path), path, model)
+        arch = None if state is None else _architecture(path, state, model, scale, option)
+        if arch is None:
+            return None
         network = _load(arch, state, path, option)
     if arch is not None and scale is not None and arch[1].get("scale", scale) != scale:
         raise ValueError(
@@ -72,20 +70,44 @@ def network_from_file(
     return network.eval(), arch
 
 
-def _architecture(path, state: dict, model, scale, option: str) -> Architecture:
-    try:
-        if model is not None:
-            return _named(model, state, scale)
-        recorded = from_metadata(_safetensors_metadata(path))
-    except BuildRecordError as err:
-        raise CheckpointError(f"{option}={path}: {err}") from None
-    found = recorded or detect_architecture(state)
+def network_from_file(
+    path: str | Path,
+    model: str | None = None,
+    scale: int | None = None,
+    option: str = "ckpt",
+    use_ema: bool = True,
+) -> tuple[nn.Module, Architecture | None]:
+    """``network_from_weights`` of the file at ``path``; a file of none of srdistill's
+    architectures is a one-line error (``srdistill.models.load`` reads those through spandrel)."""
+    raw = read_checkpoint_file(path, option)
+    found = network_from_weights(raw, path, model, scale, option, use_ema)
     if found is None:
         raise CheckpointError(
             f"{option}={path}: cannot tell its architecture from the weights; give the model "
             f"name (one of {', '.join(MODELS)})"
         )
     return found
+
+
+def _converted(state: dict, path, model: str | None) -> dict | None:
+    """``state`` with official EDSR / RCAN names converted; None when the conversion refuses a
+    file no model was named for (another architecture's keys may look official)."""
+    try:
+        return convert_official_keys(state, path)
+    except CheckpointError:
+        if model is None:
+            return None
+        raise
+
+
+def _architecture(path, state: dict, model, scale, option: str) -> Architecture | None:
+    try:
+        if model is not None:
+            return _named(model, state, scale)
+        recorded = from_metadata(_safetensors_metadata(path))
+    except BuildRecordError as err:
+        raise CheckpointError(f"{option}={path}: {err}") from None
+    return recorded or detect_architecture(state)
 
 
 def _named(model: str, state: dict, scale: int | None) -> Architecture:

@@ -1,10 +1,12 @@
 """Any super-resolution checkpoint spandrel recognises, as a network like srdistill's own.
 
-With ``model=spandrel`` (``teacher=spandrel``) the architecture comes from the weights file:
-the file is read by srdistill's one reader (tensors only, never unpickled code), its state dict
-handed to ``spandrel.ModelLoader().load_from_state_dict``, and the network wrapped so that any
-input size works (padded to what the architecture needs, the output cropped back) with RGB in
-[0, 1] in and out. Install the extra with ``pip install 'srdistill[spandrel]'``.
+With ``model=spandrel`` (``teacher=spandrel``, ``--model spandrel``), and for any file none of
+srdistill's architectures fits (``srdistill.models.load``), the architecture comes from the
+weights file: the file is read by srdistill's one reader (tensors only, never unpickled code),
+its state dict handed to ``spandrel.ModelLoader().load_from_state_dict`` (spandrel's detection is
+a closed list of architectures told apart by key names and shapes), and the network wrapped so
+that any input size works (padded to what the architecture needs, the output cropped back) with
+RGB in [0, 1] in and out. Install the extra with ``pip install 'srdistill[spandrel]'``.
 
 Feature taps (``kd_taps``) name module paths of the spandrel architecture itself, as in its
 state dict (``body.0``, not ``model.body.0``): ``tap_root`` is the wrapped network. Features the
@@ -39,8 +41,12 @@ PLAUSIBLE_SLACK = 16 * 2**20
 STATE_DICT_MISMATCH = "Error(s) in loading state_dict"
 
 
-def _unrecognised(path, option: str) -> CheckpointError:
-    return CheckpointError(
+class NotSpandrelError(CheckpointError):
+    """spandrel does not recognise the file's architecture (or is not installed)."""
+
+
+def _unrecognised(path, option: str) -> NotSpandrelError:
+    return NotSpandrelError(
         f"{option}={path}: spandrel does not recognise this checkpoint's architecture; "
         "give a super-resolution model spandrel supports, or one of srdistill's models"
     )
@@ -105,6 +111,86 @@ class SpandrelNetwork(nn.Module):
         return out[..., : h * self.scale, : w * self.scale]
 
 
+def spandrel_installed() -> bool:
+    try:
+        import spandrel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def spandrel_network(
+    state: dict, path: str | Path, option: str = "ckpt", scale: int | None = None
+) -> SpandrelNetwork:
+    """The network spandrel recognises in ``state`` (read from ``path`` by srdistill's reader),
+    wrapped, in eval mode; ``scale``: the factor expected (None: whatever the file holds)."""
+    try:
+        import spandrel
+    except ImportError:
+        raise ValueError(
+            f"{option}={path}: reading it needs the spandrel package; {INSTALL}"
+        ) from None
+    _check_size_on_meta(spandrel, state, path, option)
+    try:
+        descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(state)
+    except spandrel.UnsupportedModelError:
+        raise _unrecognised(path, option) from None
+    except (RuntimeError, KeyError, ValueError, IndexError) as err:
+        raise _cannot_load(path, option, err) from None
+    return _wrap(descriptor, path, option, scale)
+
+
+def _check_size_on_meta(spandrel, state: dict, path, option: str) -> None:
+    """Refuse, before any allocation, weights that do not fit the network spandrel sizes
+    from them, and tensors or a network implausibly larger than the file."""
+    file_size = Path(path).stat().st_size
+    tensors = [t for t in state.values() if isinstance(t, torch.Tensor)]
+    declared = sum(t.numel() * t.element_size() for t in tensors)
+    _check_plausible(declared, "its tensors declare", file_size, path, option)
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # copying into meta tensors warns it is a no-op
+            model = spandrel.MAIN_REGISTRY.load(dict(state)).model
+    except spandrel.UnsupportedModelError:
+        raise _unrecognised(path, option) from None
+    except Exception as err:  # noqa: BLE001 - some constructors cannot run on meta
+        if isinstance(err, RuntimeError) and str(err).startswith(STATE_DICT_MISMATCH):
+            raise _cannot_load(path, option, err) from None
+        return  # built for real below, as before
+    tensors = chain(model.parameters(), model.buffers())
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    name = type(model).__name__
+    _check_plausible(size, f"its shapes make a {name} network of", file_size, path, option)
+
+
+def _wrap(descriptor, path, option: str, scale: int | None) -> SpandrelNetwork:
+    import spandrel
+
+    name = descriptor.architecture.name
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR":
+        raise CheckpointError(
+            f"{option}={path} holds a {name} model for {descriptor.purpose}, not super-resolution"
+        )
+    if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
+        raise CheckpointError(
+            f"{option}={path}: {name} takes {descriptor.input_channels} and gives "
+            f"{descriptor.output_channels} channels; srdistill works on RGB (3 and 3)"
+        )
+    if scale is not None and descriptor.scale != scale:
+        raise ValueError(
+            f"{option}={path} holds a x{descriptor.scale} {name} network, not x{scale}; "
+            f"drop the scale option or give scale={descriptor.scale}"
+        )
+    rule = descriptor.size_requirements
+    # a few architectures run through their own call (spandrel keeps it on the descriptor)
+    call = getattr(descriptor, "_call_fn", None)
+    network = SpandrelNetwork(
+        descriptor.model, descriptor.scale, rule.minimum, rule.multiple_of, rule.square, call
+    )
+    network.architecture = descriptor.architecture.id
+    return network.eval()
+
+
 class SpandrelModel:
     """What ``conf/model/spandrel.yaml`` instantiates: it builds the network from the weights
     file itself (``build``), so the weights are read once and never loaded a second time."""
@@ -114,67 +200,4 @@ class SpandrelModel:
 
     def build(self, path: str | Path, option: str = "ckpt") -> SpandrelNetwork:
         state = unwrap_state_dict(read_checkpoint_file(path, option), path)
-        try:
-            import spandrel
-        except ImportError:
-            raise ValueError(
-                f"{option}={path}: model=spandrel needs the spandrel package; {INSTALL}"
-            ) from None
-        self._check_size_on_meta(spandrel, state, path, option)
-        try:
-            descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(state)
-        except spandrel.UnsupportedModelError:
-            raise _unrecognised(path, option) from None
-        except (RuntimeError, KeyError, ValueError, IndexError) as err:
-            raise _cannot_load(path, option, err) from None
-        return self._wrap(descriptor, path, option)
-
-    def _check_size_on_meta(self, spandrel, state: dict, path, option: str) -> None:
-        """Refuse, before any allocation, weights that do not fit the network spandrel sizes
-        from them, and tensors or a network implausibly larger than the file."""
-        file_size = Path(path).stat().st_size
-        tensors = [t for t in state.values() if isinstance(t, torch.Tensor)]
-        declared = sum(t.numel() * t.element_size() for t in tensors)
-        _check_plausible(declared, "its tensors declare", file_size, path, option)
-        try:
-            with torch.device("meta"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # copying into meta tensors warns it is a no-op
-                model = spandrel.MAIN_REGISTRY.load(dict(state)).model
-        except spandrel.UnsupportedModelError:
-            raise _unrecognised(path, option) from None
-        except Exception as err:  # noqa: BLE001 - some constructors cannot run on meta
-            if isinstance(err, RuntimeError) and str(err).startswith(STATE_DICT_MISMATCH):
-                raise _cannot_load(path, option, err) from None
-            return  # built for real below, as before
-        tensors = chain(model.parameters(), model.buffers())
-        size = sum(t.numel() * t.element_size() for t in tensors)
-        name = type(model).__name__
-        _check_plausible(size, f"its shapes make a {name} network of", file_size, path, option)
-
-    def _wrap(self, descriptor, path, option: str) -> SpandrelNetwork:
-        import spandrel
-
-        name = descriptor.architecture.name
-        if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR":
-            raise CheckpointError(
-                f"{option}={path} holds a {name} model for {descriptor.purpose}, not "
-                "super-resolution"
-            )
-        if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
-            raise CheckpointError(
-                f"{option}={path}: {name} takes {descriptor.input_channels} and gives "
-                f"{descriptor.output_channels} channels; srdistill works on RGB (3 and 3)"
-            )
-        if descriptor.scale != self.scale:
-            raise ValueError(
-                f"{option}={path} holds a x{descriptor.scale} {name} network, not "
-                f"x{self.scale}; give scale={descriptor.scale}"
-            )
-        rule = descriptor.size_requirements
-        # a few architectures run through their own call (spandrel keeps it on the descriptor)
-        call = getattr(descriptor, "_call_fn", None)
-        network = SpandrelNetwork(
-            descriptor.model, descriptor.scale, rule.minimum, rule.multiple_of, rule.square, call
-        )
-        network.architecture = descriptor.architecture.id
-        return network.eval()
+        return spandrel_network(state, path, option, self.scale)

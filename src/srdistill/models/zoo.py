@@ -194,6 +194,8 @@ def verify(path: str | Path, item: ZooEntry | None, pin=None, option: str = "tea
 
 
 def _pin_option(option: str) -> str:
+    if option.startswith("--"):  # a command-line flag (srdistill-upscale --ckpt): --sha256
+        return "--sha256"
     return option.rsplit(".", 1)[0] + ".sha256" if "." in option else "sha256"
 
 

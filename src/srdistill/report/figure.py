@@ -68,20 +68,33 @@ def tradeoff_points(
     return points
 
 
-def _draw_scale(ax, points: list[Point], benchmark: str, quantity: Quantity) -> None:
-    """One scale's panel. Labels and the benchmark name are the runs' text: drawn as they read
-    (``parse_math=False``), never parsed as mathtext, which a stray ``$`` would make fail."""
+SOURCE_MARKERS = {"ours": ("o", "ours (mean over seeds)"), "paper": ("x", "paper")}
+LEGEND_ROWS = 18  # entries per legend column: a long list wraps instead of leaving the figure
+PANEL_WIDTH, LEGEND_WIDTH, HEIGHT = 4.5, 2.0, 4.0  # inches
+
+
+def method_colours(labels: list[str]) -> dict[str, tuple]:
+    """One colour per method, in the order given: tab20's strong half first, then its pale half
+    (10 clearly distinct colours, 20 in all); more methods than that share turbo's range."""
+    from matplotlib import colormaps
+
+    if len(labels) > 20:
+        turbo = colormaps["turbo"]
+        return {label: turbo(i / (len(labels) - 1)) for i, label in enumerate(labels)}
+    tab20 = colormaps["tab20"].colors
+    return dict(zip(labels, [*tab20[0::2], *tab20[1::2]], strict=False))
+
+
+def _draw_scale(ax, points: list[Point], colours: dict, benchmark: str, quantity: Quantity):
+    """One scale's panel: a method's colour, ours as dots and the paper's as crosses; no text at
+    the points (methods with nearly equal counts and PSNR would print over each other)."""
     from matplotlib.ticker import MaxNLocator
 
-    for source, marker in (("ours", "o"), ("paper", "x")):
+    for source, (marker, name) in SOURCE_MARKERS.items():
         chosen = [p for p in points if p.source == source]
-        if not chosen:
-            continue
-        label = "ours (mean over seeds)" if source == "ours" else "paper"
-        ax.scatter([p.x for p in chosen], [p.psnr for p in chosen], marker=marker, label=label)
-        for p in chosen:
-            ax.annotate(p.label, (p.x, p.psnr), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points", parse_math=False)  # fmt: skip
+        if chosen:
+            ax.scatter([p.x for p in chosen], [p.psnr for p in chosen], marker=marker,
+                       c=[colours[p.label] for p in chosen], label=name)  # fmt: skip
     xs = [p.x for p in points]
     if max(xs) > 10 * min(xs):  # a log axis over less than a decade has unreadable ticks
         ax.set_xscale("log")
@@ -90,27 +103,48 @@ def _draw_scale(ax, points: list[Point], benchmark: str, quantity: Quantity) -> 
     ax.set_xlabel(quantity.axis_label)
     ax.set_ylabel(f"{benchmark} PSNR-Y (dB)", parse_math=False)
     ax.set_title(scale_name(points[0].scale))
-    ax.legend(fontsize=7)
+
+
+def _legend(fig, colours: dict) -> None:
+    """One legend beside the panels, which matplotlib stacks without overlap: the two markers,
+    then each method once with its colour. Method names are the runs' text: drawn as they read,
+    never parsed as mathtext, which a stray ``$`` would make fail."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], marker=marker, color="dimgrey", linestyle="none", label=name)
+        for marker, name in SOURCE_MARKERS.values()
+    ]
+    handles += [Patch(color=colour, label=label) for label, colour in colours.items()]
+    legend = fig.legend(handles=handles, loc="outside right upper", fontsize=7,
+                        ncols=-(-len(handles) // LEGEND_ROWS))  # fmt: skip
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+
+
+def tradeoff_figure(points: list[Point], benchmark: str, quantity: Quantity = PARAMS):
+    """The figure: a panel per scale and one legend, laid out (constrained) so that nothing
+    covers a panel. A method keeps its colour in every panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scales = sorted({p.scale for p in points}, key=lambda s: (s is None, s or 0))
+    colours = method_colours(list(dict.fromkeys(p.label for p in points)))
+    fig = Figure(figsize=(PANEL_WIDTH * len(scales) + LEGEND_WIDTH, HEIGHT), layout="constrained")
+    FigureCanvasAgg(fig)  # files only, no display, and no global state (pyplot's)
+    axes = fig.subplots(1, len(scales), squeeze=False)
+    for ax, scale in zip(axes[0], scales, strict=True):
+        _draw_scale(ax, [p for p in points if p.scale == scale], colours, benchmark, quantity)
+    _legend(fig, colours)
+    return fig
 
 
 def render_tradeoff(points: list[Point], benchmark: str, quantity: Quantity = PARAMS) -> bytes:
     """The figure as PNG bytes: rendered in memory, so that no file is touched until every
     file of the report is ready."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    from matplotlib import pyplot as plt
-
-    scales = sorted({p.scale for p in points}, key=lambda s: (s is None, s or 0))
-    fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
-    try:
-        for ax, scale in zip(axes[0], scales, strict=True):
-            _draw_scale(ax, [p for p in points if p.scale == scale], benchmark, quantity)
-        fig.tight_layout()
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    png = io.BytesIO()
+    tradeoff_figure(points, benchmark, quantity).savefig(png, format="png", dpi=120)
     return png.getvalue()
 
 

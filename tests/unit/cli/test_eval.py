@@ -134,3 +134,22 @@ def test_without_model_the_file_names_its_network(tiny_benchmark, tmp_path):
         detected["Tiny"]["psnr"]
         != evaluate_benchmarks(Bicubic(2), tiny_benchmark, ["Tiny"], 2)["Tiny"]["psnr"]
     )
+
+
+def test_without_model_a_checkpoint_only_spandrel_knows_scores_as_model_spandrel(
+    tiny_benchmark, tmp_path
+):
+    """ckpt= alone reads what model=spandrel reads: one loader for every entry point."""
+    pytest.importorskip("spandrel")
+    from spandrel.architectures.Compact import Compact
+
+    from srdistill.models.spandrel_net import SpandrelNetwork
+
+    network = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).eval()
+    torch.save(network.state_dict(), tmp_path / "compact.pth")
+    options = [f"ckpt={tmp_path / 'compact.pth'}", "scale=2", f"data.root={tiny_benchmark}"]
+    options.append("data.sets=[Tiny]")
+    detected = eval_cli.run(compose_config("eval", options))
+    named = eval_cli.run(compose_config("eval", ["model=spandrel", *options]))
+    direct = evaluate_benchmarks(SpandrelNetwork(network, 2), tiny_benchmark, ["Tiny"], 2)
+    assert detected["Tiny"]["psnr"] == named["Tiny"]["psnr"] == direct["Tiny"]["psnr"]

@@ -4,20 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from srdistill.models.backbones.edsr import EDSR
-from srdistill.training.callbacks import sample_strip
 from srdistill.training.ema import ExponentialMovingAverage
 from srdistill.training.loggers import wandb_api_key_configured, wandb_logger
 from srdistill.training.rng import capture_rng_state, restore_rng_state
-
-
-def test_sample_strip_is_five_panels_wide():
-    lq, gt = torch.rand(3, 8, 10), torch.rand(3, 16, 20)
-    model = EDSR(scale=2, num_feat=4, num_block=1).eval()
-    strip = sample_strip(lq, gt, model, teacher=model)
-    assert strip.shape == (3, 16, 100)
-    assert torch.equal(strip[..., 80:], gt)  # HR last
-    assert torch.equal(strip[..., :20], strip[..., :20].clamp(0, 1))
 
 
 def test_ema_update_is_the_exponential_average():
