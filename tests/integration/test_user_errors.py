@@ -67,6 +67,7 @@ CASES = [
     ],
     ("eval-unknown-model", lambda t: ("eval.py", "model=edsr_huge"), ["model/edsr_huge"]),
     ("train-scale-zero", lambda t: (*SMOKE, "scale=0"), ["scale=0"]),
+    ("train-negative-max-steps", lambda t: (*SMOKE, "trainer.max_steps=-5"), ["max_steps", "-5"]),
     ("eval-scale-zero", lambda t: ("eval.py", "model=bicubic", "scale=0"), ["scale=0"]),
     ("efficiency-scale-negative", lambda t: ("efficiency.py", "scale=-1"), ["scale=-1"]),
     ("mandatory-data-root", lambda t: (*SMOKE, "data=folder"), ["data.root", "not set"]),

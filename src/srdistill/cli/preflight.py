@@ -34,6 +34,15 @@ def check_accelerator(cfg: DictConfig) -> None:
         )
 
 
+def check_max_steps(cfg: DictConfig) -> None:
+    """trainer.max_steps as Lightning takes it (a count, or -1: no limit), said in one line."""
+    steps = cfg.trainer.get("max_steps", -1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 0 and steps != -1):
+        raise ValueError(
+            f"trainer.max_steps must be a number of steps >= 0 (or -1: no limit), got {steps!r}"
+        )
+
+
 def check_outputs(cfg: DictConfig) -> None:
     """The run folder and every checkpoint folder are writable, before any data is read."""
     ensure_writable_dir(run_dir(cfg), "hydra.run.dir")
@@ -110,6 +119,7 @@ def preflight(cfg: DictConfig) -> tuple[list[DictConfig], WeightedLoss]:
     check_flags(cfg, TRAIN_FLAGS)
     check_input_files(cfg, ("teacher.ckpt", "student.ckpt", "ckpt_path"))
     check_accelerator(cfg)
+    check_max_steps(cfg)
     check_wandb_tags(cfg)
     perf.check_perf_options(cfg)
     check_outputs(cfg)
