@@ -150,6 +150,7 @@ def float_tiff(path: Path, top: float) -> Path:
         ("unreadable image", ["broken.png", "cannot read image"]),
         ("unknown model", ["--model=span_ch99", "not one of srdistill's models"]),
         ("ckpt that does not fit", ["--ckpt", "does not fit model span_ch26"]),
+        ("broken ckpt", ["--ckpt", "broken.pth"]),
         ("output not writable", ["-o/--output", "cannot write"]),
         ("decompression bomb", ["bomb.png", "10,000,000,000 pixels", "limit of 178,956,970"]),
         ("animation", ["anim.gif", "holds 3 frames", "save the frame you want"]),
@@ -162,12 +163,14 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, case, needles):
     torch.save(tiny_student_state(), weights)
     good = lr_photo(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     (tmp_path / "file").write_text("a file where a folder should be")
     args = {
         "missing input": [tmp_path / "nothere.png", "--ckpt", weights],
         "unreadable image": [good, tmp_path / "broken.png", "--ckpt", weights],
         "unknown model": [good, "--ckpt", weights, "--model", "span_ch99"],
         "ckpt that does not fit": [good, "--ckpt", weights, "--model", "span_ch26"],
+        "broken ckpt": [good, "--ckpt", tmp_path / "broken.pth"],
         "output not writable": [good, "--ckpt", weights],
         "decompression bomb": [good, header_only_png(tmp_path / "bomb.png", 100_000, 100_000)],
         "animation": [good, frames(tmp_path / "anim.gif")],
@@ -179,6 +182,8 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, case, needles):
     out = tmp_path / "file" / "out" if case == "output not writable" else tmp_path / "out"
     proc = upscale(*args, "-o", out)
     assert_one_line_error(proc, *needles)
+    if "ckpt" in case or "model" in case:  # refused before the output folder is made
+        assert not (tmp_path / "out").exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

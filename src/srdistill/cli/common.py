@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from srdistill.cli.app import one_line
+from srdistill.counts import check_count
 from srdistill.models import zoo
 from srdistill.models.checkpoint import CheckpointError
 from srdistill.models.load import SPANDREL, load_network
@@ -74,9 +75,7 @@ def _fail(err: BaseException) -> None:
 
 def check_scale(scale) -> int:
     """The upscaling factor as a positive integer, or a one-line error naming ``scale=``."""
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale={scale!r}: give a positive integer upscaling factor (2, 3, 4, 8)")
-    return scale
+    return check_count("scale", scale, hint="the upscaling factor (2, 3, 4, 8)")
 
 
 def _missing_keys(node, prefix: str = "") -> list[str]:

@@ -23,10 +23,15 @@ STUDENT_ROWS = ("student", CONTROL_ROW)
 
 
 def comparison_table(
-    module, datamodule, scale: int, names=("bicubic", "teacher", "student"), control=None
+    module,
+    datamodule,
+    scale: int,
+    names=("bicubic", "teacher", "student"),
+    control=None,
+    seed: int | None = None,
 ) -> tuple[dict, str]:
     """Scores of the networks named in ``names`` (and of the control arm's student when given)
-    on the validation sets, and the printed table."""
+    on the validation sets, and the printed table (headed by the run's ``seed``)."""
     root = datamodule.val_root if datamodule.val_root is not None else materialize_samples()
     builders = {
         "bicubic": lambda: Bicubic(scale),
@@ -50,23 +55,30 @@ def comparison_table(
         results[name] = evaluate_benchmarks(model.cpu().eval(), root, datamodule.val_sets, scale)
         for metrics in results[name].values():
             metrics["self_ensemble"] = ensemble and name in STUDENT_ROWS
-    table = format_comparison(results, scale, distilled=control is not None, ensemble=ensemble)
+    distilled = control is not None
+    table = format_comparison(results, scale, distilled=distilled, ensemble=ensemble, seed=seed)
     return results, table
 
 
 def format_comparison(
-    results: dict[str, dict], scale: int, distilled: bool = False, ensemble: bool = False
+    results: dict[str, dict],
+    scale: int,
+    distilled: bool = False,
+    ensemble: bool = False,
+    seed: int | None = None,
 ) -> str:
     """Rows of networks, a ``PSNR-Y / SSIM-Y`` column per set; with a control arm, the student
     row is called distilled and a last row gives its PSNR gain over the control. ``ensemble``:
-    the student rows are marked as scored with the x8 self-ensemble."""
+    the student rows are marked as scored with the x8 self-ensemble. The header names ``seed``:
+    the students' numbers are one seed's, and move with it."""
     sets = list(next(iter(results.values())))
     label = {"student": DISTILLED_ROW} if distilled else {}
     if ensemble:
         label = {row: f"{label.get(row, row)} (x8 self-ensemble)" for row in STUDENT_ROWS}
     width = max(len(label.get(n, n)) for n in results) + 2
     lines = [
-        f"x{scale}, PSNR-Y (dB) / SSIM-Y on the validation images",
+        f"x{scale}{'' if seed is None else f', seed {seed}'}, PSNR-Y (dB) / SSIM-Y on the "
+        "validation images",
         f"{'':<{width}}" + "".join(f"{s:>20}" for s in sets),
     ]
     for name, per_set in results.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from srdistill.cli.builders import build_loss
@@ -17,9 +18,11 @@ from srdistill.cli.common import (
     model_choice,
 )
 from srdistill.cli.stages import run_dir, stage_configs, teacher_cache_callbacks
+from srdistill.counts import check_count
 from srdistill.losses.combine import WeightedLoss
 from srdistill.outputs import ensure_writable_dir
 from srdistill.training import balance, grad_share, perf, wandb_run
+from srdistill.training.text_progress import PROGRESS_HINT
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,20 @@ def check_accelerator(cfg: DictConfig) -> None:
 def check_max_steps(cfg: DictConfig) -> None:
     """trainer.max_steps as Lightning takes it (a count, or -1: no limit), said in one line."""
     steps = cfg.trainer.get("max_steps", -1)
-    if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 0 and steps != -1):
-        raise ValueError(
-            f"trainer.max_steps must be a number of steps >= 0 (or -1: no limit), got {steps!r}"
-        )
+    if steps != -1 or isinstance(steps, bool):
+        check_count("trainer.max_steps", steps, minimum=0, hint="or -1: no limit")
+
+
+def check_callbacks(cfg: DictConfig) -> None:
+    """The callbacks' options (sample strip sizes, checkpoint intervals) and the progress-line
+    interval, before any data is read: a callback's constructor checks its options and reads
+    nothing, so building each once here costs nothing."""
+    for callback in (cfg.get("callbacks") or {}).values():
+        if callback is not None:
+            instantiate(callback)
+    every = cfg.get("progress_every_n_steps")
+    if every is not None:
+        check_count("progress_every_n_steps", every, hint=PROGRESS_HINT)
 
 
 def check_outputs(cfg: DictConfig) -> None:
@@ -123,6 +136,7 @@ def preflight(cfg: DictConfig) -> tuple[list[DictConfig], WeightedLoss]:
     check_wandb_tags(cfg)
     perf.check_perf_options(cfg)
     check_outputs(cfg)
+    check_callbacks(cfg)
     stages = stage_configs(cfg)
     loss = build_loss(cfg.loss)
     check_batch_fits_loss(cfg, stages, loss)

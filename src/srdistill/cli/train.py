@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.final_table:
         names = tuple(cfg.get("final_table_models") or ("bicubic", "teacher", "student"))
         results["comparison"], table = comparison_table(
-            module, datamodule, cfg.scale, names, control
+            module, datamodule, cfg.scale, names, control, seed=cfg.seed
         )
         print(table)
         best = trainer.checkpoint_callback.best_model_path or None

@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     if not args.output:
         raise ValueError("-o/--output is empty; give the folder to write the upscaled images to")
     device = _device(args.device, torch)
-    jobs = plan(args.inputs, Path(args.output))
     check_tiling(args.tile, args.tile_overlap)
+    # the network before the images: plan() creates the output folder, and a broken --ckpt
+    # must leave nothing behind; loading weights costs seconds, upscaling is the long part
     model, scale = _network(args)
+    jobs = plan(args.inputs, Path(args.output))
     model = model.to(device)
     written = []
     for source, target in _progress(jobs):

@@ -67,6 +67,11 @@ class BenchmarkDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         hr_path = self.hr_files[index]
         hr, gray = read_rgb(hr_path)
+        if min(hr.shape[:2]) < self.scale:
+            raise ValueError(
+                f"scale={self.scale}: {hr_path} is {hr.shape[0]}x{hr.shape[1]} pixels, smaller "
+                "than one LR pixel at this scale; give a smaller scale"
+            )
         hr = mod_crop(hr, self.scale)
         lr = self._load_lr(hr_path, hr)
         gt = _uint8_tensor(hr) if self.gt_uint8 else to_tensor(hr)
@@ -75,7 +80,8 @@ class BenchmarkDataset(Dataset):
 
 def _uint8_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> uint8 (3, H, W)."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    # a copy, also of an empty image (ascontiguousarray returns an empty one as it is, read-only)
+    return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
 
 def available_sets(root: str | Path, names: list[str] | tuple[str, ...]) -> list[str]:

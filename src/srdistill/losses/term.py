@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srdistill.counts import check_count
 from srdistill.losses.context import StepContext
 
 
@@ -148,9 +149,7 @@ def _flag(term: nn.Module, name: str) -> bool:
 
 def _size(term: nn.Module, name: str) -> int:
     value = _declared(term, name, getattr(LossTerm, name))
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{_where(term, name)} must be an int >= 1, got {value!r}")
-    return int(value)
+    return check_count(_where(term, name), value)
 
 
 def _taps(term: nn.Module, name: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from srdistill.counts import is_count
 from srdistill.report.inputs import ReportError, read_json, read_text
 
 RESULTS = "results.json"
@@ -47,7 +48,7 @@ def _scores(table) -> bool:
 
 
 def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_count(value, minimum=0)
 
 
 def _tags_ok(tags) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from srdistill.counts import check_count
 from srdistill.losses.combine import WeightedLoss
 from srdistill.training.grad_share import REFERENCE, grad_shares
 
@@ -89,8 +90,7 @@ def _check_same_step(targets: Mapping[str, float], loss: WeightedLoss) -> None:
 
 def balance_steps(steps, max_steps: int | None = None) -> int:
     """``module.balance.steps``: a positive step count below ``trainer.max_steps``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{OPTION}.steps must be a positive integer, got {steps!r}")
+    check_count(f"{OPTION}.steps", steps)
     if max_steps is not None and max_steps > 0 and steps >= max_steps:
         raise ValueError(
             f"{OPTION}.steps={steps} leaves no step to train at the balanced weights "

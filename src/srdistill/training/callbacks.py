@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 from torch import nn
 
+from srdistill.counts import check_count
 from srdistill.outputs import write_atomic
 from srdistill.training.rng import rng_untouched
 from srdistill.training.steps import eval_mode
@@ -54,13 +55,6 @@ def teacher_upscaler(module) -> Upscaler | None:
     return lambda lq: module.teacher_forward(lq.to(module.device))[0]
 
 
-def check_count(option: str, value: int, minimum: int = 1) -> None:
-    if type(value) is not int or value < minimum:
-        raise ValueError(
-            f"callbacks.samples.{option} must be an integer >= {minimum}, got {value!r}"
-        )
-
-
 class SampleStrips(Callback):
     """Every ``every_n_steps`` a strip of the student on the same validation squares, and one
     of the deployed student (``export_student``) at the end of training: PNGs under
@@ -80,11 +74,11 @@ class SampleStrips(Callback):
         panel_size: int = 256,
         margin: int = 8,
     ) -> None:
-        check_count("every_n_steps", every_n_steps)
-        check_count("images", images)
-        check_count("crop_size", crop_size)
-        check_count("panel_size", panel_size)
-        check_count("margin", margin, minimum=0)
+        check_count("callbacks.samples.every_n_steps", every_n_steps)
+        check_count("callbacks.samples.images", images)
+        check_count("callbacks.samples.crop_size", crop_size)
+        check_count("callbacks.samples.panel_size", panel_size)
+        check_count("callbacks.samples.margin", margin, minimum=0)
         self.every_n_steps, self.images, self.crop_size = every_n_steps, images, crop_size
         self.panel_size, self.margin = panel_size, margin
         self.rows: list = []  # strip_images.RowPanels, one per image; empty: no strips

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from srdistill.counts import check_count
 from srdistill.losses.combine import WeightedLoss
 
 REFERENCE = "rec"
@@ -88,10 +89,7 @@ def check_grad_share_every(every: int | None, loss: WeightedLoss) -> None:
     """The option is a positive step count and the loss has the reference term to compare to."""
     if every is None:
         return
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(
-            f"module.grad_share_every must be a positive integer or null, got {every!r}"
-        )
+    check_count("module.grad_share_every", every, hint="or null: never")
     if REFERENCE not in loss.weights:
         raise ValueError(
             f"module.grad_share_every compares each term with the reconstruction term "

@@ -19,6 +19,10 @@ import time
 
 from lightning.pytorch.callbacks import ProgressBar
 
+from srdistill.counts import check_count
+
+PROGRESS_HINT = "or null: a line after each validation only"
+
 log = logging.getLogger(__name__)
 
 # the metrics a validation logs: the deployed student's, and the trained network's when different
@@ -39,10 +43,6 @@ def progress_callbacks(enable_progress_bar: bool | None, every_n_steps: int | No
     if enable_progress_bar is False or is_terminal(sys.stdout):
         return []
     return [TextProgress(every_n_steps)]
-
-
-def is_step_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def format_number(value: float) -> str:
@@ -88,11 +88,8 @@ class TextProgress(ProgressBar):
 
     def __init__(self, every_n_steps: int | None = 50) -> None:
         super().__init__()
-        if every_n_steps is not None and not is_step_count(every_n_steps):
-            raise ValueError(
-                f"progress_every_n_steps={every_n_steps!r}: give a positive number of training "
-                "steps between progress lines, or null for the validation lines only"
-            )
+        if every_n_steps is not None:
+            check_count("progress_every_n_steps", every_n_steps, hint=PROGRESS_HINT)
         self.every_n_steps = every_n_steps
         self._enabled = True
         self._mark: tuple[int, float] | None = None  # step and training clock of the last line

@@ -59,3 +59,35 @@ def test_a_callback_set_to_null_is_switched_off(tmp_path):
     trainer = build_trainer(compose_config("train", [*overrides, "callbacks.samples=null"]), False)
     assert not any(isinstance(c, SampleStrips) for c in trainer.callbacks)
     assert any(isinstance(c, LastCheckpoint) for c in trainer.callbacks)
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("callbacks.samples.images=0", ["callbacks.samples.images=0"]),
+        ("callbacks.samples.crop_size=true", ["callbacks.samples.crop_size=True"]),
+        ("progress_every_n_steps=0", ["progress_every_n_steps=0", "null"]),
+        ("trainer.max_steps=-2", ["trainer.max_steps=-2", ">= 0", "-1: no limit"]),
+    ],
+)
+def test_step_and_size_options_are_refused_before_any_data(tmp_path, override, words):
+    from hydra.errors import InstantiationException
+
+    from srdistill.cli.preflight import check_callbacks, check_max_steps
+
+    cfg = compose_config("train", ["experiment=smoke", f"run_dir={tmp_path}", override])
+    with pytest.raises((ValueError, InstantiationException)) as raised:
+        check_max_steps(cfg)
+        check_callbacks(cfg)
+    error = raised.value.__cause__ or raised.value
+    assert all(word in str(error) for word in words), str(error)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize("override", ["trainer.max_steps=-1", "progress_every_n_steps=null"])
+def test_no_limit_and_no_progress_lines_are_accepted(tmp_path, override):
+    from srdistill.cli.preflight import check_callbacks, check_max_steps
+
+    cfg = compose_config("train", ["experiment=smoke", f"run_dir={tmp_path}", override])
+    check_max_steps(cfg)
+    check_callbacks(cfg)

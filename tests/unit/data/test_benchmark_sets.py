@@ -44,6 +44,12 @@ class TestItems:
         assert item["lq"].shape == (3, 10, 10)
         np.testing.assert_array_equal(to_uint8_image(item["gt"]), photo[:40, :40])
 
+    def test_a_scale_above_the_image_side_names_scale_and_the_file(self, tmp_path, photo):
+        write_png(tmp_path / "Set5" / "HR" / "small.png", photo[:41, :43])
+        BenchmarkDataset(tmp_path, "Set5", 41)[0]  # one LR row: still an image
+        with pytest.raises(ValueError, match=r"^scale=42: .*small\.png is 41x43 pixels"):
+            BenchmarkDataset(tmp_path, "Set5", 42)[0]
+
     def test_lr_file_pixels_are_used(self, tmp_path, photo):
         scale = 2
         write_png(tmp_path / "Set14" / "HR" / "img.png", photo[:40, :42])

@@ -127,15 +127,6 @@ def test_model_names_are_srdistills_or_spandrel():
         check_model_name("span_ch99", "--model")
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """torch's hub cache in a temporary folder, and a registry holding the test's entries."""
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    entries = {}
-    monkeypatch.setattr(zoo, "load_registry", lambda text=None: entries)
-    return entries
-
-
 def cached_entry(hub, network: nn.Module, sha256: str | None) -> str:
     """An entry of ``network`` (edsr_tiny_teacher at x2) already in the hub cache; its hash."""
     entry = zoo.ZooEntry("tiny_x2", "edsr_tiny_teacher", {"scale": 2}, 2, "tiny.pt", "a test")

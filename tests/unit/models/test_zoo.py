@@ -36,16 +36,6 @@ def tiny_entry(**fields) -> zoo.ZooEntry:
     return zoo.ZooEntry(**{**base, **fields})
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """torch's hub cache in a temporary folder, and a registry holding the test's entries."""
-    # set and restored as torch keeps it: unset, torch.hub reads TORCH_HOME at each call
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    entries = {}
-    monkeypatch.setattr(zoo, "load_registry", lambda text=None: entries)
-    yield entries
-
-
 def fail_download(url, dst, progress=True):
     raise AssertionError(f"the test must not download {url}")
 

@@ -136,7 +136,8 @@ def test_the_config_maps_to_the_constructor():
 
 @pytest.mark.parametrize("option", ["every_n_steps", "crop_size", "images", "panel_size"])
 def test_a_count_below_one_names_its_option(option):
-    with pytest.raises(ValueError, match=rf"^callbacks\.samples\.{option} must be an integer"):
+    message = rf"^callbacks\.samples\.{option}=0: give an integer >= 1$"
+    with pytest.raises(ValueError, match=message):
         SampleStrips(**{option: 0})
 
 
