@@ -23,6 +23,9 @@ def test_smoke_run_writes_results_and_checkpoints(smoke_run, loss):
     assert 5 < results["val"]["val/SampleVal/psnr_y"] < 40
     assert {"config_hash", "wall_time_s", "teacher"} <= set(results)
     assert results["torch_threads"] == torch.get_num_threads()
+    environment = results["environment"]
+    assert torch.__version__.startswith(environment["torch"])  # 2.x.y of 2.x.y+cu130
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     tags = {"table": None, "backbone": "tiny", "method": loss, "scale": 2, "seed": 0}
     assert results["tags"] == tags
     student = instantiate(compose_config("train", ["experiment=smoke"]).student.arch)

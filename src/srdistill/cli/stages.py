@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from srdistill.cli.builders import build_loggers, build_trainer, config_hash
+from srdistill.environment import run_environment
 from srdistill.eval.cost import count_parameters, deployed_flops_g
 from srdistill.models.checkpoint import CheckpointError, read_run_checkpoint
 from srdistill.training import grad_share, wandb_run
@@ -147,6 +148,7 @@ def train_arm(cfg: DictConfig, module, first_dataset) -> tuple[dict, object, obj
         # the thread count changes floating-point sums, hence the trained weights: arms of one
         # comparison should share it (docs/runs/README.md)
         "torch_threads": torch.get_num_threads(),
+        "environment": run_environment(),
         "teacher": module.teacher_identity,
         "tags": run_tags(cfg),
         "code": wandb_run.code_version(),
