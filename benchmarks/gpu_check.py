@@ -42,6 +42,7 @@ from lightning import Callback
 from omegaconf import OmegaConf
 from torch._dynamo import list_backends
 
+from srdistill.environment import run_environment
 from srdistill.outputs import OutputError, ensure_writable_file, write_json
 from srdistill.training.perf import SpeedOptions
 
@@ -261,7 +262,7 @@ def setup(args) -> dict:
         "device": args.device,
         "device_name": bench.device_name(args.device),
         "gpus": torch.cuda.device_count() if on_cuda else 0,
-        "torch": torch.__version__,
+        "environment": run_environment(),
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if on_cuda else None,
         "compile_backend": args.compile_backend,
         "compile_mode": args.compile_mode,

@@ -31,7 +31,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import lightning
 import torch
 from hydra.utils import instantiate
 from lightning import Callback, Trainer
@@ -42,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from srdistill.cli.arguments import OneLineErrorParser
 from srdistill.cli.builders import build_loss
 from srdistill.data.samples import sample_paired_dataset
+from srdistill.environment import run_environment
 from srdistill.eval.cost import count_parameters
 from srdistill.losses.adversarial import discriminator_loss
 from srdistill.losses.context import StepContext
@@ -390,8 +390,7 @@ def summarise(times: dict, models: Models, max_diff: float, args) -> dict:
         "device": args.device,
         "device_name": device_name(args.device),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
+        "environment": run_environment(),
         "batch": args.batch,
         "lr_patch": args.patch,
         "hr_patch": args.patch * args.scale,

@@ -40,7 +40,7 @@ def check_accelerator(cfg: DictConfig) -> None:
 def check_max_steps(cfg: DictConfig) -> None:
     """trainer.max_steps as Lightning takes it (a count, or -1: no limit), said in one line."""
     steps = cfg.trainer.get("max_steps", -1)
-    if steps != -1 or isinstance(steps, bool):
+    if steps != -1:
         check_count("trainer.max_steps", steps, minimum=0, hint="or -1: no limit")
 
 

@@ -80,8 +80,7 @@ class BenchmarkDataset(Dataset):
 
 def _uint8_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> uint8 (3, H, W)."""
-    # a copy, also of an empty image (ascontiguousarray returns an empty one as it is, read-only)
-    return torch.from_numpy(image.transpose(2, 0, 1).copy())
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def available_sets(root: str | Path, names: list[str] | tuple[str, ...]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.helpers.cli import run_script
 
@@ -66,3 +67,4 @@ def test_models_and_setup_are_recorded(result):
     setup = result["setup"]
     assert (setup["batch"], setup["lr_patch"], setup["hr_patch"]) == (2, 12, 48)
     assert setup["rounds"] == 2 and setup["device"] == "cpu"
+    assert torch.__version__.startswith(setup["environment"]["torch"])
